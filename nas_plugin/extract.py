@@ -1,0 +1,95 @@
+"""Subnet extraction: a supernet + an arch -> a standard Ultralytics model YAML and a model with inherited weights."""
+
+import copy
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import yaml
+
+from . import __version__
+from .elastic_ops import inherit_state
+from .errors import NASError
+from .files import atomic_path, write_json, write_text
+from .integration import install
+from .modules import ElasticModule
+from .space import SECTIONS
+from .supernet import elastic_layers, set_arch, space_from_model
+
+_KEPT_KEYS = ("nc", "activation", "channels", "reg_max", "end2end")  # top-level YAML keys a subnet keeps
+_CKPT_ARGS = ("imgsz", "data", "task", "single_cls")  # the train args Ultralytics keeps when it loads a checkpoint
+
+
+def subnet_yaml(model, arch):
+    """The model YAML dict of `arch`: elastic rows become static ones; the scale is resolved into multiples."""
+    arch = set_arch(model, arch)
+    src = model.yaml
+    depth, width = src.get("depth_multiple", 1.0), src.get("width_multiple", 1.0)
+    if src.get("scales"):
+        depth, width, _ = src["scales"][src.get("scale") or next(iter(src["scales"]))]
+    cfg = {k: copy.deepcopy(src[k]) for k in _KEPT_KEYS if k in src}
+    cfg.update(depth_multiple=depth, width_multiple=width)
+    rows = copy.deepcopy(src["backbone"] + src["head"])
+    counters = dict.fromkeys(SECTIONS, 0)
+    for section, i, m in elastic_layers(model):
+        n, name, args = m.static_row(arch[section][counters[section]])
+        counters[section] += 1
+        rows[i] = [rows[i][0], n, name, [rows[i][3][0], *args]]
+    nb = len(src["backbone"])
+    cfg["backbone"], cfg["head"] = rows[:nb], rows[nb:]
+    return cfg
+
+
+def extract(model, arch):
+    """A static DetectionModel computing exactly what `model` computes with `arch` active, with inherited weights."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    install()
+    cfg = subnet_yaml(model, arch)
+    static = DetectionModel(cfg, ch=cfg.get("channels", 3), verbose=False)
+    for src, dst in zip(model.model, static.model):
+        try:
+            if isinstance(src, ElasticModule):
+                inherit_state(dst, src)
+            else:
+                dst.load_state_dict(src.state_dict())
+        except (RuntimeError, NASError) as e:
+            raise NASError(f"layer {src.i} ({src.type}) of the subnet does not match the supernet: {e}") from e
+    static.names = dict(model.names)
+    static.args = getattr(model, "args", {})
+    return static.eval()
+
+
+def yaml_text(cfg, header=""):
+    """Model YAML text in Ultralytics' layout: scalars first, then one flow-style row per line with its index."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    lines += [yaml.safe_dump({k: v}, sort_keys=False).rstrip() for k, v in cfg.items() if k not in SECTIONS]
+    index = 0
+    for section in SECTIONS:
+        lines.append(f"{section}:")
+        for row in cfg[section]:
+            lines.append(f"  - {yaml.safe_dump(row, default_flow_style=True, width=1 << 16).strip()} # {index}")
+            index += 1
+    return "\n".join(lines) + "\n"
+
+
+def save_subnet(model, arch, out_dir, source=""):
+    """Write `out_dir/{arch.json, model.yaml, model.pt}` for `arch` of supernet `model`; returns the static model."""
+    out = Path(out_dir)
+    space = space_from_model(model)
+    arch = set_arch(model, arch)
+    static = extract(model, arch)
+    args = static.args if isinstance(static.args, dict) else vars(static.args)
+    ckpt = {
+        "date": datetime.now().astimezone().isoformat(),
+        "version": __import__("ultralytics").__version__,
+        "model": static,  # float32: inherited weights stay bit-exact
+        "train_args": {k: args[k] for k in _CKPT_ARGS if k in args} | {"task": "detect"},
+        "nas": {"arch": arch, "space": space, "supernet": str(source), "nas_plugin": __version__},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "arch.json", arch)
+    write_text(out / "model.yaml", yaml_text(static.yaml, f"Subnet extracted by nas_plugin {__version__} from {source or 'a supernet'}"))
+    with atomic_path(out / "model.pt") as tmp:
+        torch.save(ckpt, tmp)
+    return static

@@ -1,0 +1,263 @@
+"""YAML-level modules: elastic supernet stages and their static twins.
+
+Argument order follows Ultralytics repeat modules (`c1, c2, n, ...`): `parse_model` prepends the input width and
+inserts the row's `n` (the number of blocks; for an elastic module, its largest depth). Each elastic module knows
+its choices (`space_entry`), runs one subnet at a time (`set_active`), and names the static module + YAML arguments
+that reproduce that subnet (`static_row`); the static module's state-dict keys are a subset of the elastic one's so
+`inherit_state` can copy weights across.
+"""
+
+import numbers
+
+import torch
+from torch import nn
+from ultralytics.nn.modules import Conv
+from ultralytics.utils.ops import make_divisible
+
+from .elastic_ops import ACTIVATIONS, ActSwitch, ElasticConvBN, ElasticSE, SqueezeExcite, make_act
+from .errors import NASError
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _choices(owner, field, values, ok, allowed):
+    """Validate a choice list from a YAML row; returns it ordered smallest to largest (the YAML order for names)."""
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    if not values:
+        raise NASError(f"{owner} {field} choices are empty; give at least one value ({allowed}).")
+    for v in values:
+        if not ok(v):
+            raise NASError(f"{owner} {field} {v!r} is not allowed; {field} must be {allowed}.")
+    if len(set(values)) != len(values):
+        raise NASError(f"{owner} {field} choices {values} repeat a value; list each choice once.")
+    return values if isinstance(values[0], str) else sorted(values)
+
+
+def _kernels(owner, values):
+    return _choices(owner, "kernel", values, lambda v: _is_int(v) and v >= 1 and v % 2, "an odd integer >= 1 (e.g. 3, 5, 7)")
+
+
+def _expands(owner, values):
+    return _choices(owner, "expand", values, lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and v >= 1, "a number >= 1 (e.g. 3, 4, 6)")
+
+
+def _acts(owner, values):
+    return _choices(owner, "activation", values, lambda v: v in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}")
+
+
+def _depths(owner, values, n):
+    depths = _choices(owner, "depth", values, lambda v: _is_int(v) and 1 <= v <= n, f"an integer from 1 to the row's n={n}")
+    if depths[-1] != n:
+        raise NASError(f"{owner} largest depth {depths[-1]} differs from the row's n={n}; set n to the largest depth.")
+    return depths
+
+
+def _per_block(owner, field, values, n, check):
+    """A static per-block setting: one value for all n blocks, or a list of exactly n values."""
+    values = list(values) if isinstance(values, (list, tuple)) else [values] * n
+    if len(values) != n:
+        raise NASError(f"{owner} has {len(values)} {field} values {values} for n={n} blocks; give one or {n}.")
+    check(owner, list(dict.fromkeys(values)))
+    return values
+
+
+class ElasticModule(nn.Module):
+    """Base of the supernet modules: one active subnet config (a unit of an arch dict) at a time."""
+
+    def space_entry(self):
+        """This module's choices as plain data: {'module', 'depth', 'per_block': {...}, 'per_unit': {...}}."""
+        raise NotImplementedError
+
+    def set_active(self, unit):
+        """Run the subnet described by `unit` (validated by the caller against `space_entry`)."""
+        raise NotImplementedError
+
+    def static_row(self, unit):
+        """(n, module name, YAML args after c2) of the static module that computes the same as `unit`."""
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------------------- MBConv stages
+class MBConvBlock(nn.Module):
+    """MobileNetV3 inverted residual: 1x1 expand -> k x k depthwise (stride s) -> optional SE -> 1x1 project."""
+
+    def __init__(self, c1, c2, k=3, e=4, s=1, se=False, act="relu"):
+        super().__init__()
+        mid = make_divisible(c1 * e, 8)
+        self.expand = Conv(c1, mid, 1, act=make_act(act))
+        self.dw = Conv(mid, mid, k, s, g=mid, act=make_act(act))
+        self.se = SqueezeExcite(mid) if se else nn.Identity()
+        self.project = Conv(mid, c2, 1, act=False)
+        self.residual = s == 1 and c1 == c2
+
+    def forward(self, x):
+        y = self.project(self.se(self.dw(self.expand(x))))
+        return x + y if self.residual else y
+
+
+class ElasticMBConvBlock(nn.Module):
+    """`MBConvBlock` at its largest kernel and expand ratio; runs any smaller (k, e) on shared weights."""
+
+    def __init__(self, c1, c2, k, e, s, se, act):
+        super().__init__()
+        mid = make_divisible(c1 * e, 8)
+        self.c1 = c1
+        self.expand = ElasticConvBN(c1, mid, 1)
+        self.dw = ElasticConvBN(mid, mid, k, s, depthwise=True)
+        self.se = ElasticSE(mid) if se else None
+        self.project = ElasticConvBN(mid, c2, 1)
+        self.act = make_act(act)
+        self.residual = s == 1 and c1 == c2
+
+    def forward(self, x, k, e):
+        mid = make_divisible(self.c1 * e, 8)
+        y = self.act(self.dw(self.act(self.expand(x, mid)), mid, k))
+        if self.se is not None:
+            y = self.se(y)
+        y = self.project(y, self.project.conv.out_channels)
+        return x + y if self.residual else y
+
+
+class MBConvStage(nn.Module):
+    """A static MobileNetV3 stage of n MBConv blocks; the first has stride s, each has its own kernel and expand."""
+
+    def __init__(self, c1, c2, n=1, s=1, se=False, act="relu", kernels=3, expands=4):
+        super().__init__()
+        name = type(self).__name__
+        make_act(act)  # validates the name
+        kernels = _per_block(name, "kernel", kernels, n, _kernels)
+        expands = _per_block(name, "expand", expands, n, _expands)
+        self.blocks = nn.Sequential(
+            *(MBConvBlock(c1 if i == 0 else c2, c2, k, e, s if i == 0 else 1, se, act) for i, (k, e) in enumerate(zip(kernels, expands)))
+        )
+
+    def forward(self, x):
+        return self.blocks(x)
+
+
+class ElasticMBConvStage(ElasticModule):
+    """An elastic MBConv stage: depth from `depths`, and per block a kernel from `kernels` and expand from `expands`."""
+
+    def __init__(self, c1, c2, n=4, s=1, se=False, act="relu", kernels=(3, 5, 7), expands=(3, 4, 6), depths=(2, 3, 4)):
+        super().__init__()
+        name = type(self).__name__
+        make_act(act)
+        self.kernels, self.expands, self.depths = _kernels(name, kernels), _expands(name, expands), _depths(name, depths, n)
+        self.s, self.se, self.act = s, se, act
+        kmax, emax = self.kernels[-1], self.expands[-1]
+        self.blocks = nn.ModuleList(
+            ElasticMBConvBlock(c1 if i == 0 else c2, c2, kmax, emax, s if i == 0 else 1, se, act) for i in range(n)
+        )
+        self.active = {"depth": n, "kernel": [kmax] * n, "expand": [emax] * n}
+
+    def space_entry(self):
+        return {
+            "module": type(self).__name__,
+            "depth": list(self.depths),
+            "per_block": {"kernel": list(self.kernels), "expand": list(self.expands)},
+            "per_unit": {},
+        }
+
+    def set_active(self, unit):
+        self.active = {"depth": unit["depth"], "kernel": list(unit["kernel"]), "expand": list(unit["expand"])}
+
+    def static_row(self, unit):
+        return unit["depth"], "MBConvStage", [self.s, self.se, self.act, list(unit["kernel"]), list(unit["expand"])]
+
+    def forward(self, x):
+        a = self.active
+        for block, k, e in zip(self.blocks[: a["depth"]], a["kernel"], a["expand"]):
+            x = block(x, k, e)
+        return x
+
+
+# ------------------------------------------------------------------------------------------- MBottleneckCSP (neck)
+class CSPBottleneck(nn.Module):
+    """1x1 conv -> k x k conv, no shortcut (the bottleneck of Scaled-YOLOv4's BottleneckCSP2)."""
+
+    def __init__(self, c, k=3, act="relu"):
+        super().__init__()
+        self.cv1 = Conv(c, c, 1, act=make_act(act))
+        self.cv2 = Conv(c, c, k, act=make_act(act))
+
+    def forward(self, x):
+        return self.cv2(self.cv1(x))
+
+
+class MBottleneckCSP(nn.Module):
+    """Static BottleneckCSP2 with a chosen kernel and activation (seed 001's MBottleneckCSP2), hidden width c2/2."""
+
+    def __init__(self, c1, c2, n=1, k=3, act="relu"):
+        super().__init__()
+        name = type(self).__name__
+        _kernels(name, k), _acts(name, act)
+        c_ = c2 // 2
+        self.cv1 = Conv(c1, c_, 1, act=make_act(act))
+        self.m = nn.Sequential(*(CSPBottleneck(c_, k, act) for _ in range(n)))
+        self.cv2 = nn.Conv2d(c_, c_, 1, bias=False)
+        self.bn = nn.BatchNorm2d(2 * c_)
+        self.act = make_act(act)
+        self.cv3 = Conv(2 * c_, c2, 1, act=make_act(act))
+
+    def forward(self, x):
+        x1 = self.cv1(x)
+        return self.cv3(self.act(self.bn(torch.cat((self.m(x1), self.cv2(x1)), 1))))
+
+
+class ElasticCSPBottleneck(nn.Module):
+    """`CSPBottleneck` with an elastic kernel; its activations are switched by the owning block."""
+
+    def __init__(self, c, k, acts):
+        super().__init__()
+        self.cv1 = Conv(c, c, 1, act=ActSwitch(acts))
+        self.cv2 = ElasticConvBN(c, c, k)
+        self.act = ActSwitch(acts)
+
+    def forward(self, x, k):
+        return self.act(self.cv2(self.cv1(x), self.cv2.conv.out_channels, k))
+
+
+class ElasticMBottleneckCSP(ElasticModule):
+    """An elastic `MBottleneckCSP`: one kernel, one activation and a depth chosen per block (unit)."""
+
+    def __init__(self, c1, c2, n=3, kernels=(3, 5), acts=("relu", "leakyrelu", "mish"), depths=(1, 2, 3)):
+        super().__init__()
+        name = type(self).__name__
+        self.kernels, self.acts, self.depths = _kernels(name, kernels), _acts(name, acts), _depths(name, depths, n)
+        c_ = c2 // 2
+        self.cv1 = Conv(c1, c_, 1, act=ActSwitch(self.acts))
+        self.m = nn.ModuleList(ElasticCSPBottleneck(c_, self.kernels[-1], self.acts) for _ in range(n))
+        self.cv2 = nn.Conv2d(c_, c_, 1, bias=False)
+        self.bn = nn.BatchNorm2d(2 * c_)
+        self.act = ActSwitch(self.acts)
+        self.cv3 = Conv(2 * c_, c2, 1, act=ActSwitch(self.acts))
+        self.set_active({"depth": n, "kernel": self.kernels[-1], "act": self.acts[-1]})
+
+    def space_entry(self):
+        return {
+            "module": type(self).__name__,
+            "depth": list(self.depths),
+            "per_block": {},
+            "per_unit": {"kernel": list(self.kernels), "act": list(self.acts)},
+        }
+
+    def set_active(self, unit):
+        self.active = {"depth": unit["depth"], "kernel": unit["kernel"], "act": unit["act"]}
+        for m in self.modules():
+            if isinstance(m, ActSwitch):
+                m.name = unit["act"]
+
+    def static_row(self, unit):
+        return unit["depth"], "MBottleneckCSP", [unit["kernel"], unit["act"]]
+
+    def forward(self, x):
+        x1 = y = self.cv1(x)
+        for block in self.m[: self.active["depth"]]:
+            y = block(y, self.active["kernel"])
+        return self.cv3(self.act(self.bn(torch.cat((y, self.cv2(x1)), 1))))
+
+
+YAML_MODULES = (ElasticMBConvStage, MBConvStage, ElasticMBottleneckCSP, MBottleneckCSP)  # names usable in YAML rows
+REPEAT_MODULES = YAML_MODULES  # all take (c1, c2, n, ...): parse_model inserts n

@@ -1,0 +1,68 @@
+"""Glue between a built supernet (an Ultralytics DetectionModel with elastic layers) and the plain-data space."""
+
+from pathlib import Path
+
+from .errors import NASError
+from .modules import ElasticModule
+from .space import SECTIONS, validate_arch
+
+
+def elastic_layers(model):
+    """[(section, layer index, module)] for every elastic layer of a DetectionModel, in YAML order."""
+    n_backbone = len(model.yaml["backbone"])
+    return [(SECTIONS[m.i >= n_backbone], m.i, m) for m in model.model if isinstance(m, ElasticModule)]
+
+
+def space_from_model(model):
+    """The model's search space as plain data; raises NASError for a model with no elastic layers."""
+    layers = elastic_layers(model)
+    if not layers:
+        raise NASError(
+            f"model {model.yaml.get('yaml_file', '')!r} has no elastic layers (ElasticMBConvStage, ElasticMBottleneckCSP); "
+            "pass a supernet YAML or a checkpoint trained from one."
+        )
+    space = {s: [] for s in SECTIONS}
+    for section, i, m in layers:
+        space[section].append({"layer": i, **m.space_entry()})
+    return space
+
+
+def set_arch(model, arch):
+    """Activate `arch` in every elastic layer of `model`; returns the canonical arch."""
+    arch = validate_arch(space_from_model(model), arch)
+    counters = dict.fromkeys(SECTIONS, 0)
+    for section, _, m in elastic_layers(model):
+        m.set_active(arch[section][counters[section]])
+        counters[section] += 1
+    return arch
+
+
+def active_arch(model):
+    """The arch currently active in `model`."""
+    arch = {s: [] for s in SECTIONS}
+    for section, _, m in elastic_layers(model):
+        arch[section].append(dict(m.active))
+    return arch
+
+
+def load_model(source):
+    """A DetectionModel from a model YAML (random init) or an Ultralytics checkpoint; raises NASError if missing."""
+    from ultralytics import YOLO
+
+    path = Path(str(source))
+    if path.suffix not in (".yaml", ".yml", ".pt"):
+        raise NASError(f"model {str(source)!r} must be a .yaml model file or a .pt checkpoint.")
+    if path.suffix == ".pt" and not path.is_file():  # Ultralytics would try to download an unknown .pt name
+        raise NASError(f"weights file {str(source)!r} does not exist.")
+    try:
+        model = YOLO(str(source), task="detect").model
+    except FileNotFoundError:
+        raise NASError(f"model YAML {str(source)!r} does not exist.") from None
+    return model.float().eval()
+
+
+def load_supernet(source):
+    """Like `load_model`, but the model must have elastic layers."""
+    model = load_model(source)
+    space_from_model(model)  # raises for a static model
+    return model
