@@ -60,11 +60,16 @@ def _extended_parse_model(tasks, additions):
 
 def install():
     """Make the plugin's YAML modules buildable, trainable and loadable by stock Ultralytics (idempotent)."""
-    import torch
-    import ultralytics.nn
-    import ultralytics.nn.tasks as tasks
+    import importlib
+    import sys
 
+    import torch
+
+    if not hasattr(sys.modules.get(f"{__package__}.modules"), "YAML_MODULES") and f"{__package__}.modules" in sys.modules:
+        return  # modules.py is mid-import (its ultralytics import fired the start-up hook); it calls install() at its end
     from . import elastic_ops, modules
+
+    tasks = importlib.import_module("ultralytics.nn.tasks")  # may run inside ultralytics.nn's own import (start-up hook)
 
     if getattr(tasks.parse_model, "__nas_plugin_original__", None) is not None:
         return
@@ -72,7 +77,9 @@ def install():
         setattr(tasks, cls.__name__, cls)
     names = [cls.__name__ for cls in modules.YAML_MODULES]
     tasks.parse_model = _extended_parse_model(tasks, {"base_modules": names, "repeat_modules": [c.__name__ for c in modules.REPEAT_MODULES]})
-    ultralytics.nn.parse_model = tasks.parse_model  # the package re-exports it
+    package = sys.modules.get("ultralytics.nn")
+    if hasattr(package, "parse_model"):  # the package re-exports it; when it is still importing, it will copy ours
+        package.parse_model = tasks.parse_model
     torch.serialization.add_safe_globals(plugin_classes(modules, elastic_ops))
 
 
@@ -90,8 +97,9 @@ def plugin_classes(*mods):
 
 def is_installed():
     """Whether `install()` has patched the running Ultralytics."""
-    import ultralytics.nn.tasks as tasks
+    import importlib
 
+    tasks = importlib.import_module("ultralytics.nn.tasks")
     return getattr(tasks.parse_model, "__nas_plugin_original__", None) is not None
 
 

@@ -261,3 +261,8 @@ class ElasticMBottleneckCSP(ElasticModule):
 
 YAML_MODULES = (ElasticMBConvStage, MBConvStage, ElasticMBottleneckCSP, MBottleneckCSP)  # names usable in YAML rows
 REPEAT_MODULES = YAML_MODULES  # all take (c1, c2, n, ...): parse_model inserts n
+
+# Importing ultralytics above fires the start-up hook while this module is still half-built, so the hook defers to us.
+from .integration import install  # noqa: E402
+
+install()

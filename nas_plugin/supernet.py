@@ -6,6 +6,11 @@ from .errors import NASError
 from .modules import ElasticModule
 from .space import SECTIONS, validate_arch
 
+_NOT_A_SUPERNET = (
+    "{} has no elastic layers (ElasticMBConvStage, ElasticMBottleneckCSP); pass a supernet YAML or a checkpoint "
+    "trained from one."
+)
+
 
 def elastic_layers(model):
     """[(section, layer index, module)] for every elastic layer of a DetectionModel, in YAML order."""
@@ -17,10 +22,7 @@ def space_from_model(model):
     """The model's search space as plain data; raises NASError for a model with no elastic layers."""
     layers = elastic_layers(model)
     if not layers:
-        raise NASError(
-            f"model {model.yaml.get('yaml_file', '')!r} has no elastic layers (ElasticMBConvStage, ElasticMBottleneckCSP); "
-            "pass a supernet YAML or a checkpoint trained from one."
-        )
+        raise NASError(_NOT_A_SUPERNET.format(model.yaml.get("yaml_file", "this model")))
     space = {s: [] for s in SECTIONS}
     for section, i, m in layers:
         space[section].append({"layer": i, **m.space_entry()})
@@ -49,6 +51,9 @@ def load_model(source):
     """A DetectionModel from a model YAML (random init) or an Ultralytics checkpoint; raises NASError if missing."""
     from ultralytics import YOLO
 
+    from .integration import install
+
+    install()  # tools work even with the start-up hook disabled
     path = Path(str(source))
     if path.suffix not in (".yaml", ".yml", ".pt"):
         raise NASError(f"model {str(source)!r} must be a .yaml model file or a .pt checkpoint.")
@@ -64,5 +69,6 @@ def load_model(source):
 def load_supernet(source):
     """Like `load_model`, but the model must have elastic layers."""
     model = load_model(source)
-    space_from_model(model)  # raises for a static model
+    if not elastic_layers(model):
+        raise NASError(_NOT_A_SUPERNET.format(repr(str(source))))
     return model

@@ -1,0 +1,187 @@
+"""Subnet extraction: exact outputs, exact parameter counts, standard files that stock Ultralytics uses."""
+
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from helpers import SUPERNET_YAML, run_cli, tool, yolo
+
+from nas_plugin import space as S
+from nas_plugin.extract import extract, save_subnet
+from nas_plugin.modules import ElasticMBConvStage, ElasticModule
+from nas_plugin.supernet import set_arch
+
+ARCHS = ["max", "min", *range(20)]
+
+
+def _arch(space, spec):
+    return S.max_arch(space) if spec == "max" else S.min_arch(space) if spec == "min" else S.random_arch(space, seed=spec)
+
+
+def _div8(x):
+    return math.ceil(x / 8) * 8
+
+
+def _active_params(supernet, arch):
+    """Parameter count of the weights `arch` uses, computed from the architecture alone."""
+    fixed = sum(p.numel() for m in supernet.model if not isinstance(m, ElasticModule) for p in m.parameters())
+    total, units = fixed, iter(arch["backbone"] + arch["head"])
+    for m in supernet.model:
+        if not isinstance(m, ElasticModule):
+            continue
+        a = next(units)
+        if isinstance(m, ElasticMBConvStage):
+            c2 = m.blocks[0].project.conv.out_channels
+            for i, (k, e) in enumerate(zip(a["kernel"], a["expand"])):
+                c1 = m.blocks[0].expand.conv.in_channels if i == 0 else c2
+                mid = _div8(c1 * e)
+                total += c1 * mid + 2 * mid + mid * k * k + 2 * mid + mid * c2 + 2 * c2
+                if m.se:
+                    r = _div8(mid // 4)
+                    total += 2 * mid * r + r + mid
+        else:
+            c1, c2 = m.cv1.conv.in_channels, m.cv3.conv.out_channels
+            c = c2 // 2
+            total += c1 * c + 2 * c + a["depth"] * (c * c + 2 * c + c * c * a["kernel"] ** 2 + 2 * c)
+            total += c * c + 2 * 2 * c + 2 * c * c2 + 2 * c2
+    return total
+
+
+@pytest.mark.parametrize("spec", ARCHS)
+def test_extracted_subnet_equals_the_active_supernet(supernet, space, spec):
+    arch = _arch(space, spec)
+    static = extract(supernet, arch)
+    assert not any(isinstance(m, ElasticModule) for m in static.modules())
+    assert sum(p.numel() for p in static.parameters()) == _active_params(supernet, arch)
+    set_arch(supernet, arch)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want, got = supernet.eval()(x), static.eval()(x)
+    torch.testing.assert_close(got[0], want[0], atol=1e-5, rtol=0)
+
+
+def test_subnet_yaml_is_a_standard_ultralytics_yaml(supernet, space, tmp_path):
+    save_subnet(supernet, S.random_arch(space, seed=5), tmp_path, source="test")
+    cfg = yaml.safe_load((tmp_path / "model.yaml").read_text())
+    assert set(cfg) == {"nc", "channels", "depth_multiple", "width_multiple", "backbone", "head"}
+    modules = [row[2] for row in cfg["backbone"] + cfg["head"]]
+    assert not any(m.startswith("Elastic") for m in modules)
+    assert modules.count("MBConvStage") == 5 and modules.count("MBottleneckCSP") == 4
+    assert json.loads((tmp_path / "arch.json").read_text()) == S.random_arch(space, seed=5)
+    ckpt = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert ckpt["nas"]["arch"] == S.random_arch(space, seed=5) and ckpt["nas"]["space"] == space
+
+
+@pytest.fixture(scope="module")
+def subnet_dir(supernet, space, tmp_path_factory):
+    out = tmp_path_factory.mktemp("subnet")
+    save_subnet(supernet, S.random_arch(space, seed=11), out, source=str(SUPERNET_YAML))
+    return out
+
+
+def test_stock_cli_val_predict_and_train_from_yaml(subnet_dir, tiny_data, tmp_path):
+    model = subnet_dir / "model.pt"
+    val = yolo("val", f"model={model}", f"data={tiny_data}", "imgsz=64", "device=cpu", "plots=False", f"project={tmp_path}", "name=val", cwd=tmp_path)
+    assert val.returncode == 0, val.output
+    assert "mAP50-95" in val.output
+    images = sorted((tiny_data.parent / "images" / "val").iterdir())
+    pred = yolo("predict", f"model={model}", f"source={images[0]}", "imgsz=64", "device=cpu", f"project={tmp_path}", "name=pred", cwd=tmp_path)
+    assert pred.returncode == 0, pred.output
+    train = yolo(
+        "train", f"model={subnet_dir / 'model.yaml'}", f"data={tiny_data}", "epochs=1", "imgsz=64", "batch=4",
+        "workers=0", "device=cpu", "plots=False", f"project={tmp_path}", "name=train", cwd=tmp_path,
+    )
+    assert train.returncode == 0, train.output
+    assert (tmp_path / "train" / "weights" / "best.pt").is_file()
+
+
+def _torch_output(model_pt, x):
+    from ultralytics import YOLO
+
+    model = YOLO(str(model_pt)).model.float().eval()
+    with torch.no_grad():
+        return model(torch.from_numpy(x))[0].numpy()
+
+
+RUNTIME = """
+import sys, numpy as np
+fmt, path, x_path, out_path = sys.argv[1:]
+x = np.load(x_path)
+if fmt == "onnx":
+    import onnxruntime as ort
+    s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    y = s.run(None, {s.get_inputs()[0].name: x})[0]
+else:
+    import openvino as ov
+    compiled = ov.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    y = compiled(x)[0]
+assert not any(m.startswith("nas_plugin") for m in sys.modules), "plugin was imported"
+np.save(out_path, y)
+"""
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_export_runs_without_the_plugin_and_matches_pytorch(subnet_dir, tmp_path, fmt):
+    exported = yolo("export", f"model={subnet_dir / 'model.pt'}", f"format={fmt}", "imgsz=64", "device=cpu", cwd=tmp_path)
+    assert exported.returncode == 0, exported.output
+    path = subnet_dir / ("model.onnx" if fmt == "onnx" else "model_openvino_model/model.xml")
+    x = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    script = tmp_path / "run.py"
+    script.write_text(RUNTIME)
+    proc = run_cli([sys.executable, str(script), fmt, str(path), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")], cwd=tmp_path, env={"NAS_PLUGIN_DISABLE": "1"})
+    assert proc.returncode == 0, proc.output
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), _torch_output(subnet_dir / "model.pt", x), atol=2e-3, rtol=1e-3)
+
+
+SAFE_LOAD = """
+import sys
+from ultralytics import YOLO
+for path in sys.argv[1:]:
+    print(type(YOLO(path).model).__name__, path)
+"""
+
+
+def test_checkpoints_load_under_safe_load(subnet_dir, supernet, tmp_path):
+    from ultralytics import __version__
+
+    supernet_pt = tmp_path / "supernet.pt"
+    torch.save({"model": supernet, "train_args": {}, "version": __version__}, supernet_pt)
+    script = tmp_path / "load.py"
+    script.write_text(SAFE_LOAD)
+    proc = run_cli([sys.executable, str(script), str(subnet_dir / "model.pt"), str(supernet_pt)], cwd=tmp_path, env={"ULTRALYTICS_SAFE_LOAD": "1"})
+    assert proc.returncode == 0, proc.output
+    assert proc.output.count("DetectionModel") == 2
+
+
+def test_extract_tool_writes_the_three_files(tmp_path):
+    proc = tool("extract.py", "--weights", SUPERNET_YAML, "--arch", "random", "--seed", 4, "--out", tmp_path / "sub", cwd=tmp_path)
+    assert proc.returncode == 0, proc.output
+    assert {p.name for p in (tmp_path / "sub").iterdir()} == {"arch.json", "model.yaml", "model.pt"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--arch", "nope.json"], "arch 'nope.json' is neither 'max', 'min', 'random' nor an existing JSON file."),
+        (["--arch", "bad.json"], "arch['backbone'] has 1 units but the supernet has 5 elastic backbone units."),
+        (["--weights", "missing.pt"], "weights file 'missing.pt' does not exist."),
+        (["--weights", "missing.yaml"], "model YAML 'missing.yaml' does not exist."),
+    ],
+)
+def test_extract_tool_bad_input_is_one_sentence(tmp_path, args, message):
+    (tmp_path / "bad.json").write_text(json.dumps({"backbone": [{"depth": 2, "kernel": [3, 3], "expand": [3, 3]}]}))
+    full = ["--weights", SUPERNET_YAML, "--out", tmp_path / "o", *args] if "--weights" not in args else [*args, "--out", tmp_path / "o"]
+    proc = tool("extract.py", *full, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"extract.py: error: {message}"
+
+
+def test_extract_tool_refuses_a_static_model(subnet_dir, tmp_path):
+    proc = tool("extract.py", "--weights", subnet_dir / "model.pt", "--out", tmp_path / "o", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "has no elastic layers" in proc.stderr and "Traceback" not in proc.stderr

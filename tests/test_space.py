@@ -1,0 +1,127 @@
+"""The search space as plain data: counting, sampling, validation and the integer encoding."""
+
+import copy
+import json
+import random
+
+import pytest
+import yaml
+
+from nas_plugin import space as S
+from nas_plugin.errors import NASError
+
+
+def test_space_is_plain_data_that_round_trips(space):
+    assert json.loads(json.dumps(space)) == space
+    assert yaml.safe_load(yaml.safe_dump(space)) == space
+    assert [u["module"] for u in space["backbone"]] == ["ElasticMBConvStage"] * 5
+    assert [u["module"] for u in space["head"]] == ["ElasticMBottleneckCSP"] * 4
+
+
+def test_counts_match_once_for_all_and_the_neck(space):
+    assert S.count(space, ("backbone",)) == 7371**5  # once-for-all's ~2.2e19 for the same choices
+    assert S.count(space, ("head",)) == 18**4  # per block: 2 kernels x 3 activations x (depth 1, 2 or 3 share them)
+    assert S.count(space) == 7371**5 * 18**4
+
+
+@pytest.mark.parametrize("make", [S.max_arch, S.min_arch, lambda sp: S.random_arch(sp, seed=7)])
+def test_archs_round_trip_json_yaml_and_validate(space, make):
+    arch = make(space)
+    assert S.validate_arch(space, json.loads(json.dumps(arch))) == arch
+    assert S.validate_arch(space, yaml.safe_load(yaml.safe_dump(arch))) == arch
+
+
+def test_max_and_min_take_last_and_first_choices(space):
+    mx, mn = S.max_arch(space), S.min_arch(space)
+    assert mx["backbone"][0] == {"depth": 4, "kernel": [7] * 4, "expand": [6] * 4}
+    assert mn["backbone"][0] == {"depth": 2, "kernel": [3] * 2, "expand": [3] * 2}
+    assert mx["head"][0] == {"depth": 3, "kernel": 5, "act": "mish"}
+    assert mn["head"][0] == {"depth": 1, "kernel": 3, "act": "relu"}
+
+
+def test_random_is_seeded(space):
+    assert S.random_arch(space, seed=1) == S.random_arch(space, seed=1)
+    assert len({S.arch_key(S.random_arch(space, seed=s)) for s in range(20)}) == 20
+
+
+def test_encoding_round_trips_within_bounds(space):
+    ub = S.bounds(space)
+    assert len(ub) == 5 * (1 + 4 * 2) + 4 * (1 + 2)
+    rng = random.Random(0)
+    for _ in range(50):
+        arch = S.random_arch(space, rng=rng)
+        x = S.encode(space, arch)
+        assert all(0 <= v <= u for v, u in zip(x, ub))
+        assert S.decode(space, x) == arch
+
+
+def test_inactive_genes_decode_to_the_same_arch(space):
+    x = S.encode(space, S.min_arch(space))  # depth 2: blocks 3 and 4 of every stage are inactive
+    y = list(x)
+    y[1 + 2 * 2] = 2  # kernel gene of stage 1, block 3
+    assert y != x and S.decode(space, y) == S.decode(space, x)
+
+
+def _bad(space, path, value):
+    arch = copy.deepcopy(S.max_arch(space))
+    *parents, last = path
+    node = arch
+    for p in parents:
+        node = node[p]
+    if value is KeyError:
+        del node[last]
+    else:
+        node[last] = value
+    return arch
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        (("backbone", 0, "kernel", 1), 4, "arch['backbone'][0]['kernel'][1] = 4 is not allowed; choose from [3, 5, 7]"),
+        (("backbone", 2, "expand", 0), 0, "arch['backbone'][2]['expand'][0] = 0 is not allowed; choose from [3, 4, 6]"),
+        (("backbone", 1, "depth"), 5, "arch['backbone'][1]['depth'] = 5 is not allowed; choose from [2, 3, 4]"),
+        (("head", 3, "act"), "gelu", "arch['head'][3]['act'] = 'gelu' is not allowed; choose from ['relu', 'leakyrelu', 'mish']"),
+        (("backbone", 0, "expand"), KeyError, "arch['backbone'][0] is missing ['expand']"),
+        (("head", 0, "width"), 2, "arch['head'][0] has unknown key(s) ['width']"),
+        (("backbone", 0, "kernel"), [3, 3], "arch['backbone'][0]['kernel'] = [3, 3] must be a list of 4 values"),
+        (("head", 1, "kernel"), True, "arch['head'][1]['kernel'] = True is not allowed"),
+    ],
+)
+def test_invalid_archs_name_the_field_value_and_choices(space, path, value, message):
+    with pytest.raises(NASError) as e:
+        S.validate_arch(space, _bad(space, path, value))
+    assert message in str(e.value)
+
+
+def test_wrong_number_of_stages(space):
+    arch = S.max_arch(space)
+    arch["backbone"].pop()
+    with pytest.raises(NASError, match=r"arch\['backbone'\] has 4 units but the supernet has 5"):
+        S.validate_arch(space, arch)
+
+
+def test_decode_rejects_out_of_bounds(space):
+    x = S.encode(space, S.max_arch(space))
+    x[0] = 3
+    with pytest.raises(NASError, match="does not fit the space"):
+        S.decode(space, x)
+
+
+def test_load_arch_specs(space, tmp_path):
+    assert S.load_arch("max", space) == S.max_arch(space)
+    assert S.load_arch("random", space, seed=3) == S.random_arch(space, seed=3)
+    f = tmp_path / "a.json"
+    f.write_text(json.dumps(S.min_arch(space)))
+    assert S.load_arch(str(f), space) == S.min_arch(space)
+    f.write_text("{not json")
+    with pytest.raises(NASError, match="is not valid JSON"):
+        S.load_arch(str(f), space)
+    with pytest.raises(NASError, match="neither 'max', 'min', 'random' nor an existing JSON file"):
+        S.load_arch(str(tmp_path / "missing.json"), space)
+
+
+def test_fingerprint_changes_with_the_space(space):
+    other = copy.deepcopy(space)
+    other["backbone"][0]["per_block"]["kernel"] = [3, 5]
+    assert S.fingerprint(space) == S.fingerprint(copy.deepcopy(space)) != S.fingerprint(other)
