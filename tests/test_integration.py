@@ -1,0 +1,66 @@
+"""The Ultralytics integration: pinned range, patched parse_model, loud failure on changed internals, stock CLI."""
+
+import configparser
+
+import pytest
+from helpers import ROOT, SUPERNET_FILE, SUPERNET_YAML, tool, yolo
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+import ultralytics
+from nas_plugin.integration import TESTED_ULTRALYTICS, IntegrationError, _extended_parse_model, is_installed
+from nas_plugin.supernet import load_supernet
+
+
+def test_installed_ultralytics_is_the_tested_range():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    pins = [Requirement(line) for line in cfg["options"]["install_requires"].split("\n") if line.strip()]
+    (pin,) = [r for r in pins if r.name == "ultralytics"]
+    assert pin.specifier == SpecifierSet(TESTED_ULTRALYTICS)
+    assert pin.specifier.contains(ultralytics.__version__)
+
+
+def test_stock_yolo_builds_the_supernet_with_correct_channels(supernet):
+    assert is_installed()
+    stage1, detect = supernet.model[1], supernet.model[-1]
+    assert stage1.blocks[0].expand.conv.in_channels == 16  # the stem's width reached the stage (base module)
+    assert len(stage1.blocks) == 4  # n became the stage's depth (repeat module), not four stacked stages
+    assert [seq[0].conv.in_channels for seq in detect.cv2] == [64, 128, 256]
+
+
+def test_scale_is_chosen_by_file_name_like_stock_models():
+    s = load_supernet(SUPERNET_FILE.with_name("yolov8s-mbconv-supernet.yaml"))
+    assert s.model[1].blocks[0].project.conv.out_channels == 40  # 24 x 1.5 -> 36, rounded up to a multiple of 8
+
+
+def test_changed_set_shape_is_named(tmp_path, monkeypatch):
+    (tmp_path / "fake_tasks_mod.py").write_text(
+        "def parse_model(d, ch, verbose=True):\n    base_modules = set()\n    repeat_modules = frozenset({int})\n    return d\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import fake_tasks_mod
+
+    with pytest.raises(IntegrationError, match=r"no longer builds \['base_modules'\] as `frozenset\(\{...\}\)`"):
+        _extended_parse_model(fake_tasks_mod, {"base_modules": ["X"], "repeat_modules": ["X"]})
+
+
+def test_yolo_train_cli_trains_the_supernet_and_extract_reads_best_pt(tiny_data, tmp_path):
+    train = yolo(
+        "train", f"model={SUPERNET_YAML}", f"data={tiny_data}", "epochs=1", "imgsz=64", "batch=4", "workers=0",
+        "device=cpu", "plots=False", f"project={tmp_path}", "name=sn", cwd=tmp_path,
+    )
+    assert train.returncode == 0, train.output
+    best = tmp_path / "sn" / "weights" / "best.pt"
+    for arch in ("max", "min"):
+        out = tmp_path / arch
+        proc = tool("extract.py", "--weights", best, "--arch", arch, "--out", out, cwd=tmp_path)
+        assert proc.returncode == 0, proc.output
+        val = yolo("val", f"model={out / 'model.pt'}", f"data={tiny_data}", "imgsz=64", "device=cpu", "plots=False", f"project={tmp_path}", f"name=v{arch}", cwd=tmp_path)
+        assert val.returncode == 0, val.output
+
+
+def test_missing_dataset_is_reported(tmp_path):
+    proc = yolo("train", f"model={SUPERNET_YAML}", f"data={tmp_path / 'nope.yaml'}", "epochs=1", "imgsz=64", "device=cpu", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "nope.yaml" in proc.output and "does not exist" in proc.output
