@@ -3,7 +3,8 @@
 `parse_model` resolves a YAML row's module with `globals()` of `ultralytics.nn.tasks` and decides channel
 bookkeeping from two sets (`base_modules`, `repeat_modules`) it builds locally on every call. We (1) put the plugin's
 classes into that namespace, (2) re-compile `parse_model` from its own source with the plugin's classes added to
-both sets, and (3) allow the classes under `ULTRALYTICS_SAFE_LOAD=1`. Step 2 checks the source's shape first and
+both sets, (3) allow the classes under `ULTRALYTICS_SAFE_LOAD=1` and (4) add the supernet-training callbacks to
+Ultralytics' default callbacks, so the stock `yolo train` samples subnets. Step 2 checks the source's shape first and
 raises `IntegrationError` when an Ultralytics release changed it, rather than building wrong models.
 """
 
@@ -81,6 +82,18 @@ def install():
     if hasattr(package, "parse_model"):  # the package re-exports it; when it is still importing, it will copy ours
         package.parse_model = tasks.parse_model
     torch.serialization.add_safe_globals(plugin_classes(modules, elastic_ops))
+    _register_callbacks()
+
+
+def _register_callbacks():
+    """Append the supernet-training callbacks to Ultralytics' defaults, which every Model and trainer copies."""
+    from ultralytics.utils.callbacks.base import default_callbacks
+
+    from .training import CALLBACKS
+
+    for event, fn in CALLBACKS.items():
+        if fn not in default_callbacks[event]:
+            default_callbacks[event].append(fn)
 
 
 def plugin_classes(*mods):

@@ -1,0 +1,55 @@
+"""BatchNorm recalibration for one subnet of a supernet, on training images only.
+
+During supernet training every subnet updates the shared BatchNorm statistics, so the running stats match no single
+subnet. Before a subnet is evaluated its statistics are re-estimated: reset, then a cumulative average over a fixed
+set of training images (letterboxed, no augmentation). Validation images are never used for this.
+"""
+
+import random
+
+import torch
+from torch import nn
+
+from .errors import NASError
+
+
+def calibration_batches(data, imgsz, batch=16, n_batches=8, seed=0):
+    """`n_batches` image batches (float, 0-1) drawn with `seed` from the train split of a checked data dict.
+
+    `data` is what `ultralytics.data.utils.check_det_dataset` returns (the trainer's `trainer.data`).
+    """
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data.build import build_yolo_dataset
+
+    if n_batches < 1 or batch < 1:
+        raise NASError(f"calibration needs n_batches >= 1 and batch >= 1, got n_batches={n_batches}, batch={batch}.")
+    cfg = get_cfg(overrides={"imgsz": imgsz, "mode": "val", "task": "detect"})
+    dataset = build_yolo_dataset(cfg, data["train"], batch, data, mode="val", rect=False)
+    k = min(len(dataset), n_batches * batch)
+    indices = random.Random(seed).sample(range(len(dataset)), k)
+    return [
+        dataset.collate_fn([dataset[i] for i in indices[j : j + batch]])["img"].float() / 255 for j in range(0, k, batch)
+    ]
+
+
+@torch.no_grad()
+def recalibrate_bn(model, batches):
+    """Re-estimate every BatchNorm's running stats of `model` (its active subnet) from `batches`; returns `model`.
+
+    Only running statistics change (weights and biases do not); the model comes back in eval mode.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
+    device = next(model.parameters()).device
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over all batches
+    model.train()
+    try:
+        for img in batches:
+            model(img.to(device))
+    finally:
+        for bn, momentum in zip(bns, momenta):
+            bn.momentum = momentum
+        model.eval()
+    return model
