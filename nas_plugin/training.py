@@ -24,7 +24,9 @@ from .calibration import calibration_batches, recalibrate_bn
 from .errors import NASError
 from .files import atomic_path
 from .space import encode, max_arch, min_arch, random_arch
-from .supernet import elastic_layers, set_arch, space_from_model
+
+# Attribute access at call time: modules.py registers these callbacks while supernet.py may still be importing it.
+from . import supernet  # noqa: E402  isort: skip
 
 SAMPLERS = ("sandwich", "uniform")
 DEFAULTS = {"sampler": "sandwich", "num_random": 2, "distill": 0.0, "calib_batches": 8, "val_min": True}
@@ -104,9 +106,9 @@ class DistillingCriterion:
             self.state.kd = 0.0
             return loss, items
         with torch.no_grad():
-            set_arch(self.model, self.state.max_arch)
+            supernet.set_arch(self.model, self.state.max_arch)
             teacher = self.model(batch["img"])
-            set_arch(self.model, self.state.arch)
+            supernet.set_arch(self.model, self.state.arch)
         kd = distillation_loss(preds, teacher)
         self.state.kd = float(kd.detach())
         return torch.cat([loss, (self.weight * kd * preds["boxes"].shape[0]).reshape(1)]), items
@@ -144,12 +146,12 @@ def on_pretrain_routine_end(trainer):
     """Set up sampling for a supernet (and refuse a `nas:` block on a model without elastic layers)."""
     model = _model(trainer)
     block = model.yaml.get("nas")
-    if not elastic_layers(model):
+    if not supernet.elastic_layers(model):
         if block is not None:
             raise NASError(f"{model.yaml.get('yaml_file', 'the model YAML')} has a nas: block but no elastic layers; remove the block or use a supernet YAML.")
         return
     cfg = parse_nas_config(block, model.yaml.get("yaml_file", "the model YAML"))
-    space = space_from_model(model)
+    space = supernet.space_from_model(model)
     trainer.nas = NASState(cfg, space, int(trainer.args.seed), max_arch(space))
     if cfg["distill"] > 0:
         model.criterion = DistillingCriterion(model.init_criterion(), model, trainer.nas, cfg["distill"])
@@ -174,7 +176,7 @@ def on_train_batch_start(trainer):
     if state is None:
         return
     state.kind, state.arch = sample(state.space, state.cfg, state.seed, trainer.epoch, state.batch_index, len(trainer.train_loader))
-    set_arch(_model(trainer), state.arch)
+    supernet.set_arch(_model(trainer), state.arch)
     state.kd = 0.0
 
 
@@ -205,7 +207,7 @@ def on_train_epoch_end(trainer):
     ema = trainer.ema.ema
     state.val_min = None
     if state.cfg["val_min"]:
-        set_arch(ema, min_arch(state.space))
+        supernet.set_arch(ema, min_arch(state.space))
         _recalibrate(trainer, ema)
         plots, trainer.validator.args.plots = trainer.validator.args.plots, False
         try:
@@ -214,7 +216,7 @@ def on_train_epoch_end(trainer):
             trainer.validator.args.plots = plots
         state.val_min = (metrics.get("metrics/mAP50(B)", float("nan")), metrics.get("metrics/mAP50-95(B)", float("nan")))
         LOGGER.info(f"nas: smallest subnet after BN recalibration: mAP50 {state.val_min[0]:.4f}, mAP50-95 {state.val_min[1]:.4f}")
-    set_arch(ema, state.max_arch)
+    supernet.set_arch(ema, state.max_arch)
     _recalibrate(trainer, ema)
 
 
