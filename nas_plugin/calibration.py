@@ -13,6 +13,20 @@ from torch import nn
 from .errors import NASError
 
 
+def check_dataset(data_yaml, model):
+    """The checked data dict of `data_yaml`; refuses a missing file or a class count that differs from `model`'s."""
+    from pathlib import Path
+
+    from ultralytics.data.utils import check_det_dataset
+
+    if not Path(str(data_yaml)).is_file():
+        raise NASError(f"dataset YAML {str(data_yaml)!r} does not exist.")
+    data = check_det_dataset(str(data_yaml))
+    if data["nc"] != model.yaml["nc"]:
+        raise NASError(f"dataset {str(data_yaml)!r} has {data['nc']} classes but the model has {model.yaml['nc']}; use the dataset the supernet was trained on.")
+    return data
+
+
 def calibration_batches(data, imgsz, batch=16, n_batches=8, seed=0):
     """`n_batches` image batches (float, 0-1) drawn with `seed` from the train split of a checked data dict.
 

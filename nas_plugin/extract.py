@@ -8,6 +8,7 @@ import torch
 import yaml
 
 from . import __version__
+from .calibration import recalibrate_bn
 from .elastic_ops import inherit_state
 from .errors import NASError
 from .files import atomic_path, write_json, write_text
@@ -73,19 +74,25 @@ def yaml_text(cfg, header=""):
     return "\n".join(lines) + "\n"
 
 
-def save_subnet(model, arch, out_dir, source=""):
-    """Write `out_dir/{arch.json, model.yaml, model.pt}` for `arch` of supernet `model`; returns the static model."""
+def save_subnet(model, arch, out_dir, source="", calib=None):
+    """Write `out_dir/{arch.json, model.yaml, model.pt}` for `arch` of supernet `model`; returns the static model.
+
+    With `calib` (image batches from `calibration.calibration_batches`) the subnet's BatchNorm statistics are
+    re-estimated on them first; without, it keeps the supernet's (shared by all subnets, right for none).
+    """
     out = Path(out_dir)
     space = space_from_model(model)
     arch = set_arch(model, arch)
     static = extract(model, arch)
+    if calib:
+        recalibrate_bn(static, calib)
     args = static.args if isinstance(static.args, dict) else vars(static.args)
     ckpt = {
         "date": datetime.now().astimezone().isoformat(),
         "version": __import__("ultralytics").__version__,
         "model": static,  # float32: inherited weights stay bit-exact
         "train_args": {k: args[k] for k in _CKPT_ARGS if k in args} | {"task": "detect"},
-        "nas": {"arch": arch, "space": space, "supernet": str(source), "nas_plugin": __version__},
+        "nas": {"arch": arch, "space": space, "supernet": str(source), "bn_calibration_images": sum(len(b) for b in calib or []), "nas_plugin": __version__},
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "arch.json", arch)

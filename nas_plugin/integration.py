@@ -96,6 +96,16 @@ def _register_callbacks():
             default_callbacks[event].append(fn)
 
 
+def export_ready(model):
+    """Put a model's heads in the state Ultralytics' ONNX exporter uses (decoded boxes, static shapes); returns it."""
+    from ultralytics.nn.modules import Detect
+
+    for m in model.modules():
+        if isinstance(m, Detect):
+            m.export, m.format, m.dynamic = True, "onnx", False
+    return model
+
+
 def plugin_classes(*mods):
     """Every nn.Module class the plugin defines (what a pickled model may reference)."""
     import torch

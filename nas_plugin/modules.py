@@ -78,6 +78,10 @@ class ElasticModule(nn.Module):
         """(n, module name, YAML args after c2) of the static module that computes the same as `unit`."""
         raise NotImplementedError
 
+    def latency_module(self, **choices):
+        """A static module for one latency-table entry (see `nas_plugin.lut.all_keys` for the choices passed)."""
+        raise NotImplementedError
+
 
 # ---------------------------------------------------------------------------------------------------- MBConv stages
 class MBConvBlock(nn.Module):
@@ -166,6 +170,11 @@ class ElasticMBConvStage(ElasticModule):
     def static_row(self, unit):
         return unit["depth"], "MBConvStage", [self.s, self.se, self.act, list(unit["kernel"]), list(unit["expand"])]
 
+    def latency_module(self, position, kernel, expand):
+        """The static block at `position` 0 (stage input, stride s) or 1 (any later block) for a latency table."""
+        c1, c2 = self.blocks[0].c1, self.blocks[0].project.conv.out_channels
+        return MBConvBlock(c1 if position == 0 else c2, c2, kernel, expand, self.s if position == 0 else 1, self.se, self.act)
+
     def forward(self, x):
         a = self.active
         for block, k, e in zip(self.blocks[: a["depth"]], a["kernel"], a["expand"]):
@@ -251,6 +260,10 @@ class ElasticMBottleneckCSP(ElasticModule):
 
     def static_row(self, unit):
         return unit["depth"], "MBottleneckCSP", [unit["kernel"], unit["act"]]
+
+    def latency_module(self, depth, kernel, act):
+        """The static block for one depth x kernel x activation choice, for a latency table."""
+        return MBottleneckCSP(self.cv1.conv.in_channels, self.cv3.conv.out_channels, depth, kernel, act)
 
     def forward(self, x):
         x1 = y = self.cv1(x)

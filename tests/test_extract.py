@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import SUPERNET_YAML, run_cli, tool, yolo
+from helpers import SUPERNET_FILE, SUPERNET_YAML, run_cli, tool, yolo
 
 from nas_plugin import space as S
 from nas_plugin.extract import extract, save_subnet
@@ -185,3 +185,23 @@ def test_extract_tool_refuses_a_static_model(subnet_dir, tmp_path):
     proc = tool("extract.py", "--weights", subnet_dir / "model.pt", "--out", tmp_path / "o", cwd=tmp_path)
     assert proc.returncode == 2
     assert "has no elastic layers" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_extract_tool_recalibrates_bn_on_training_images(tiny_data, tmp_path):
+    six = tmp_path / "yolov8n-six-supernet.yaml"
+    six.write_text(SUPERNET_FILE.read_text().replace("nc: 80", "nc: 6", 1))
+    args = ["--weights", six, "--arch", "min", "--data", tiny_data, "--imgsz", 64, "--calib-batches", 1, "--batch", 4]
+    proc = tool("extract.py", *args, "--out", tmp_path / "c", cwd=tmp_path)
+    assert proc.returncode == 0, proc.output
+    assert "BatchNorm recalibrated on 4 training images" in proc.stdout
+    plain = tool("extract.py", *args[:4], "--out", tmp_path / "p", cwd=tmp_path)
+    calibrated, inherited = (torch.load(tmp_path / d / "model.pt", weights_only=False)["model"] for d in ("c", "p"))
+    assert calibrated.yaml == inherited.yaml
+    bn_c, bn_p = calibrated.model[1].blocks[0].expand.bn, inherited.model[1].blocks[0].expand.bn
+    assert torch.equal(bn_c.weight, bn_p.weight) and not torch.equal(bn_c.running_mean, bn_p.running_mean)
+
+
+def test_extract_tool_refuses_a_dataset_with_other_classes(tiny_data, tmp_path):
+    proc = tool("extract.py", "--weights", SUPERNET_YAML, "--data", tiny_data, "--out", tmp_path / "o", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"extract.py: error: dataset {str(tiny_data)!r} has 6 classes but the model has 80; use the dataset the supernet was trained on."

@@ -6,6 +6,8 @@
 writes DIR/arch.json, DIR/model.yaml (static modules only) and DIR/model.pt (inherited weights); the results work
 with stock `yolo val/predict/export model=DIR/model.pt` and `yolo train model=DIR/model.yaml`.
 --weights also accepts a supernet YAML (random init), so extraction works before any training.
+With --data, the subnet's BatchNorm statistics are recalibrated on training images of that dataset (recommended for
+any subnet but the one the supernet was last validated with, the largest).
 """
 
 import argparse
@@ -19,6 +21,10 @@ def main(argv=None):
     p.add_argument("--arch", default="max", help="max, min, random, or a path to an arch JSON file")
     p.add_argument("--seed", type=int, default=0, help="seed for --arch random")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--data", help="dataset YAML whose training images recalibrate BatchNorm (never its val images)")
+    p.add_argument("--imgsz", type=int, help="calibration image size (default: the checkpoint's training imgsz)")
+    p.add_argument("--calib-batches", type=int, default=8, help="calibration batches (default 8)")
+    p.add_argument("--batch", type=int, default=16, help="calibration batch size (default 16)")
     args = p.parse_args(argv)
 
     from nas_plugin.extract import save_subnet
@@ -27,9 +33,16 @@ def main(argv=None):
 
     model = load_supernet(args.weights)
     arch = load_arch(args.arch, space_from_model(model), seed=args.seed)
-    static = save_subnet(model, arch, args.out, source=args.weights)
+    calib = None
+    if args.data:
+        from nas_plugin.calibration import calibration_batches, check_dataset
+
+        imgsz = args.imgsz or dict(getattr(model, "args", None) or {}).get("imgsz", 640)
+        calib = calibration_batches(check_dataset(args.data, model), imgsz, args.batch, args.calib_batches)
+    static = save_subnet(model, arch, args.out, source=args.weights, calib=calib)
     n = sum(p.numel() for p in static.parameters())
-    print(f"subnet ({n:,} parameters) written to {args.out}: arch.json, model.yaml, model.pt")
+    bn = f", BatchNorm recalibrated on {sum(len(b) for b in calib)} training images" if calib else ""
+    print(f"subnet ({n:,} parameters{bn}) written to {args.out}: arch.json, model.yaml, model.pt")
 
 
 if __name__ == "__main__":

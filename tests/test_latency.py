@@ -1,0 +1,199 @@
+"""Latency backends, table building (with resume), prediction, refusal of foreign tables, validation report."""
+
+import json
+
+import pytest
+import torch
+from helpers import SUPERNET_YAML, tool
+
+from nas_plugin import lut as L
+from nas_plugin import space as S
+from nas_plugin.backends import get_backend
+from nas_plugin.errors import NASError
+from nas_plugin.lut_build import build_lut, export_onnx
+from nas_plugin.lut_report import validate_lut
+from nas_plugin.supernet import load_supernet, space_from_model
+
+TINY_SUPERNET = """
+nc: 2
+backbone:
+  - [-1, 1, Conv, [8, 3, 2]] # 0-P1/2
+  - [-1, 2, ElasticMBConvStage, [8, 2, False, relu, [3, 5], [3], [1, 2]]] # 1-P2/4
+  - [-1, 2, ElasticMBConvStage, [16, 2, True, hardswish, [3, 5], [3], [1, 2]]] # 2-P3/8
+  - [-1, 2, ElasticMBConvStage, [16, 2, False, hardswish, [3, 5], [3], [1, 2]]] # 3-P4/16
+  - [-1, 2, ElasticMBConvStage, [16, 2, True, hardswish, [3, 5], [3], [1, 2]]] # 4-P5/32
+head:
+  - [-1, 2, ElasticMBottleneckCSP, [16, [3, 5], [relu, mish], [1, 2]]] # 5
+  - [[2, 3, 5], 1, Detect, [nc]] # 6
+"""
+FAST = dict(repeats=5, warmup=2)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny") / "tiny-supernet.yaml"
+    path.write_text(TINY_SUPERNET)
+    model = load_supernet(path)
+    return path, model, space_from_model(model)
+
+
+@pytest.fixture(scope="module")
+def tiny_lut(tiny, tmp_path_factory):
+    path, model, _ = tiny
+    out = tmp_path_factory.mktemp("lut") / "lut.json"
+    build_lut(model, 64, get_backend("openvino"), out, calib_subnets=3, source=path, **FAST)
+    return out
+
+
+def _tiny_onnx(tmp_path):
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU())
+    path = str(tmp_path / "tiny.onnx")
+    return path, export_onnx(module, [(1, 3, 32, 32)], path)
+
+
+@pytest.mark.parametrize("name", ["openvino", "onnxruntime"])
+def test_cpu_backends_measure_for_real(tmp_path, name):
+    path, inputs = _tiny_onnx(tmp_path)
+    backend = get_backend(name, precision="f32")
+    stats = backend.measure(path, inputs, warmup=3, repeats=20)
+    assert stats["warmup"] == 3 and stats["repeats"] == 20
+    assert 0 < stats["min_us"] <= stats["median_us"] and stats["std_us"] >= 0 and stats["iqr_us"] >= 0
+    assert backend.info["precision"] == "f32" and backend.info["version"] and backend.info["device_name"]
+    assert backend.info["threads"] >= 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("tflite",), "unknown backend 'tflite'; choose from ['openvino', 'onnxruntime', 'tensorrt']"),
+        (("onnxruntime", None, "f16"), "backend onnxruntime does not support precision 'f16'; choose from ['f32']"),
+        (("openvino", None, "int4"), "backend openvino does not support precision 'int4'; choose from ['f32', 'f16', 'bf16']"),
+        (("openvino", "NPU7"), "OpenVINO device 'NPU7' is not available here; available devices:"),
+    ],
+)
+def test_bad_backend_settings_are_named(args, message):
+    with pytest.raises(NASError) as e:
+        get_backend(*args)
+    assert message in str(e.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the TensorRT path runs in test_tensorrt_on_gpu")
+def test_tensorrt_without_gpu_is_a_clear_error():
+    with pytest.raises(NASError, match="backend tensorrt needs"):
+        get_backend("tensorrt")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="TensorRT needs a CUDA GPU (none on this machine)")
+def test_tensorrt_on_gpu(tmp_path):
+    path, inputs = _tiny_onnx(tmp_path)
+    for precision in ("f32", "f16"):
+        stats = get_backend("tensorrt", precision=precision).measure(path, inputs, warmup=3, repeats=20)
+        assert stats["median_us"] > 0
+
+
+def test_table_has_every_entry_and_metadata(tiny, tiny_lut):
+    _, model, space = tiny
+    lut = L.load_lut(tiny_lut, space, 64)
+    assert set(lut["entries"]) == set(L.all_keys(space, lut["meta"]["fixed_layers"]))
+    assert len(lut["entries"]) == 4 * 2 * 2 + 2 * 2 * 2 + 2  # 4 stages x 2 positions x 2 kernels, CSP, 2 fixed layers
+    assert lut["meta"]["fixed_layers"] == [0, 6]
+    meta = lut["meta"]
+    assert (meta["backend"], meta["device"], meta["precision"], meta["imgsz"], meta["batch"]) == ("openvino", "CPU", "f32", 64, 1)
+    assert meta["space_fingerprint"] == S.fingerprint(space) and meta["cpu"] and meta["version"] and meta["threads_used"]
+    assert len(lut["calibration"]["subnets"]) == 3
+
+
+def test_prediction_is_the_calibrated_sum_of_its_parts(tiny, tiny_lut):
+    _, _, space = tiny
+    lut = L.load_lut(tiny_lut, space)
+    arch = S.random_arch(space, seed=1)
+    parts = [lut["entries"][k]["median_us"] for k in L.arch_keys(space, arch, lut["meta"]["fixed_layers"])]
+    assert len(parts) == 2 + sum(u["depth"] for u in arch["backbone"]) + 1
+    cal = lut["calibration"]
+    assert L.predict_us(lut, space, arch) == pytest.approx(cal["scale"] * sum(parts) + cal["offset_us"])
+    del lut["entries"][L.arch_keys(space, arch, [])[0]]
+    with pytest.raises(NASError, match="latency table has no entry 'layer1/b0/"):
+        L.predict_us(lut, space, arch)
+
+
+def test_interrupted_build_resumes_and_measures_only_the_rest(tiny, tmp_path):
+    path, model, space = tiny
+    out = tmp_path / "lut.json"
+    backend = get_backend("onnxruntime")
+    calls, real = [], backend.measure
+
+    def flaky(*a, **k):
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # the user hits Ctrl-C during the sixth entry
+        calls.append(1)
+        return real(*a, **k)
+
+    backend.measure = flaky
+    with pytest.raises(KeyboardInterrupt):
+        build_lut(model, 64, backend, out, calib_subnets=0, **FAST)
+    assert len(json.loads(out.read_text())["entries"]) == 5  # everything measured so far is on disk
+    with pytest.raises(NASError, match="exists; pass --resume"):
+        build_lut(model, 64, backend, out, calib_subnets=0, **FAST)
+    calls.clear()
+    backend.measure = real
+    lut = build_lut(model, 64, backend, out, resume=True, calib_subnets=0, **FAST)
+    assert len(lut["entries"]) == 26
+    with pytest.raises(NASError, match=r"cannot resume .* other \['backend'\] \(\['onnxruntime'\] vs \['openvino'\]\)"):
+        build_lut(model, 64, get_backend("openvino"), out, resume=True, calib_subnets=0, **FAST)
+
+
+def test_foreign_tables_are_refused(tiny, tiny_lut, space, tmp_path):
+    with pytest.raises(NASError, match="was built for another supernet"):
+        L.load_lut(tiny_lut, space)  # the full supernet's space
+    with pytest.raises(NASError, match="was measured at imgsz 64, not 96"):
+        L.load_lut(tiny_lut, tiny[2], 96)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    with pytest.raises(NASError, match="is not valid JSON"):
+        L.load_lut(bad)
+    bad.write_text(json.dumps({"entries": {}}))
+    with pytest.raises(NASError, match="is not a nas_plugin latency table"):
+        L.load_lut(bad)
+
+
+def test_validation_report(tiny, tiny_lut, tmp_path):
+    _, model, space = tiny
+    r = validate_lut(model, L.load_lut(tiny_lut, space), samples=3, seed=0, rounds=3, out_dir=tmp_path)
+    assert r["subnets"] == 5 and [row["name"] for row in r["rows"][:2]] == ["max", "min"]
+    assert 0 <= r["within_10pct"] <= 1 and r["mape"] >= 0 and -1 <= r["spearman"] <= 1 and len(r["worst"]) == 5
+    assert all(row["measured_us"] > 0 and row["predicted_us"] > 0 for row in r["rows"])
+    assert json.loads((tmp_path / "lut_validation.json").read_text())["subnets"] == 5
+    assert (tmp_path / "lut_validation.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--backend", "tflite", "--imgsz", "64"], "unknown backend 'tflite'"),
+        (["--backend", "openvino", "--imgsz", "100"], "imgsz 100 is not a multiple of the supernet's max stride 32"),
+        (["--backend", "onnxruntime", "--precision", "bf16", "--imgsz", "64"], "backend onnxruntime does not support precision 'bf16'"),
+    ],
+)
+def test_build_lut_tool_bad_input(tiny, tmp_path, args, message):
+    proc = tool("build_lut.py", "--model", tiny[0], *args, "--out", tmp_path / "l.json", cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_build_and_validate_tools_end_to_end(tiny, tmp_path):
+    lut = tmp_path / "l.json"
+    built = tool("build_lut.py", "--model", tiny[0], "--imgsz", 64, "--backend", "openvino", "--repeats", 5, "--calib-subnets", 2, "--out", lut, cwd=tmp_path)
+    assert built.returncode == 0, built.output
+    checked = tool("validate_lut.py", "--lut", lut, "--model", tiny[0], "--samples", 2, "--rounds", 2, "--out", tmp_path / "v", cwd=tmp_path)
+    assert checked.returncode == 0, checked.output
+    assert "within ±10%" in checked.stdout and (tmp_path / "v" / "lut_validation.png").exists()
+    foreign = tool("validate_lut.py", "--lut", lut, "--model", SUPERNET_YAML, cwd=tmp_path)
+    assert foreign.returncode == 2 and "was built for another supernet" in foreign.stderr
+
+
+def test_static_model_is_not_a_supernet(tmp_path, supernet, space):
+    from nas_plugin.extract import save_subnet
+
+    save_subnet(supernet, S.min_arch(space), tmp_path / "s")
+    proc = tool("build_lut.py", "--model", tmp_path / "s" / "model.pt", "--imgsz", 64, "--backend", "openvino", "--out", tmp_path / "l.json", cwd=tmp_path)
+    assert proc.returncode == 2 and "has no elastic layers" in proc.stderr
+
