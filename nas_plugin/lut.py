@@ -5,7 +5,8 @@ every fixed layer (`layer0`, `layer6`, ...), every block choice of a per-block u
 and at the later ones (`layer2/b0/kernel=5/expand=4`, `layer2/b1/...`: later blocks share input shape and stride),
 and every depth x choice of a per-unit unit (`layer9/depth=2/kernel=5/act=mish`). A subnet's latency is the sum of
 its entries, corrected by a line (`scale`, `offset_us`) fitted on whole subnets measured end to end, which absorbs
-call overhead and the fusion between neighbouring blocks that per-block timing cannot see.
+call overhead and the fusion between neighbouring blocks that per-block timing cannot see. All timings are scaled to
+the table's reference subnet (`reference`: its arch and latency at build time), timed alongside every measurement.
 
 No torch here: the search reads tables with this module alone.
 """
@@ -89,6 +90,8 @@ def load_lut(path, space=None, imgsz=None):
     missing = [k for k in META_KEYS if k not in lut.get("meta", {})]
     if missing:
         raise NASError(f"latency table {str(path)!r} lacks metadata {missing}; rebuild it with tools/build_lut.py.")
+    if "median_us" not in lut.get("reference", {}):
+        raise NASError(f"latency table {str(path)!r} has no measured reference subnet; rebuild it with tools/build_lut.py.")
     meta = lut["meta"]
     if space is not None and meta["space_fingerprint"] != fingerprint(space):
         raise NASError(

@@ -4,7 +4,8 @@ Every entry of `lut.all_keys` becomes a small static module (the block, unit or 
 ONNX at its real input shape and timed by a backend. The table is saved after every entry (atomically), so an
 interrupted build loses at most the entry being measured and `resume=True` continues it. Whole subnets are
 extracted, exported like Ultralytics exports them (fused, decoded boxes) and timed in interleaved rounds: all are
-compiled first, then each round times every model once in turn, so slow drifts of the machine hit all alike.
+compiled first, then each round times every model once in turn. Every timing is relative to a reference subnet
+timed in the same rounds and scaled to the reference's latency at build time (see `measure_interleaved`).
 """
 
 import copy
@@ -22,7 +23,7 @@ from .errors import NASError
 from .files import write_json
 from .integration import export_ready
 from .lut import FORMAT, all_keys, load_lut, raw_sum_us
-from .space import fingerprint, random_arch
+from .space import fingerprint, min_arch, random_arch
 from .supernet import elastic_layers, space_from_model
 
 
@@ -91,35 +92,50 @@ def subnet_onnx(supernet, arch, imgsz, batch, path):
     return export_onnx(static, [(batch, static.yaml.get("channels", 3), imgsz, imgsz)], path)
 
 
-def measure_interleaved(backend, models, rounds=15, per_round=10, warmup=10, progress=None):
-    """Time several (onnx path, inputs) models in interleaved rounds; returns one stats dict per model.
+def measure_interleaved(backend, models, reference, rounds=15, per_round=10, warmup=10, progress=None):
+    """Time (onnx path, inputs) models in interleaved rounds, each relative to `reference` timed in the same round.
 
-    Each round times `per_round` calls of every model in turn; a model's statistics are over the per-round medians.
+    `reference` is (compiled model, its latency in microseconds when the table was built). Every round times
+    `per_round` calls of the reference and of each model in turn; a model's latency in that round is its median
+    over the reference's median, times the reference's table latency. This cancels the machine's drift in speed
+    (on shared CPUs easily +-10-30% over minutes), which would otherwise mix into every comparison made at
+    another time. Returns one stats dict (microseconds, over the rounds) per model.
     """
+    ref, ref_us = reference
     compiled = [backend.compile(path, inputs) for path, inputs in models]
-    for c in compiled:
+    for c in [ref, *compiled]:
         for _ in range(warmup):
             c.run()
     samples = [[] for _ in compiled]
     for _ in range(rounds):
+        scale = ref_us / 1e6 / statistics.median(ref.timed() for _ in range(per_round))
         for c, s in zip(compiled, samples):
-            s.append(statistics.median(c.timed() for _ in range(per_round)))
+            s.append(statistics.median(c.timed() for _ in range(per_round)) * scale)
         if progress:
             progress.update(1)
-    return [timing_stats(s, warmup) | {"calls_per_round": per_round} for s in samples]
+    return [timing_stats(s, warmup) | {"calls_per_round": per_round, "relative_to_reference": True} for s in samples]
 
 
-def measure_subnets(supernet, archs, imgsz, backend, batch=1, rounds=15, desc="subnets"):
-    """Whole-model latency (median microseconds and stats) of every arch, timed together in interleaved rounds."""
+def reference_model(supernet, lut, backend, tmp):
+    """Compile the table's reference subnet (the smallest) on `backend`."""
+    path = str(Path(tmp) / "reference.onnx")
+    inputs = subnet_onnx(supernet, lut["reference"]["arch"], lut["meta"]["imgsz"], lut["meta"]["batch"], path)
+    return backend.compile(path, inputs)
+
+
+def measure_subnets(supernet, archs, lut, backend, rounds=15, desc="subnets"):
+    """Whole-model latency stats of every arch at the table's imgsz/batch, relative to its reference (interleaved)."""
     from ultralytics.utils import TQDM
 
+    imgsz, batch = lut["meta"]["imgsz"], lut["meta"]["batch"]
     with tempfile.TemporaryDirectory() as tmp:
         models = []
         for i, arch in enumerate(TQDM(archs, desc=f"exporting {desc}")):
             path = str(Path(tmp) / f"subnet{i}.onnx")
             models.append((path, subnet_onnx(supernet, arch, imgsz, batch, path)))
+        reference = (reference_model(supernet, lut, backend, tmp), lut["reference"]["median_us"])
         with TQDM(total=rounds, desc=f"timing {desc} ({len(archs)} models, interleaved rounds)") as bar:
-            return measure_interleaved(backend, models, rounds=rounds, progress=bar)
+            return measure_interleaved(backend, models, reference, rounds=rounds, progress=bar)
 
 
 def _meta(backend, supernet, space, imgsz, batch, source):
@@ -139,8 +155,12 @@ def _meta(backend, supernet, space, imgsz, batch, source):
 _SAME_TABLE = ("backend", "device", "precision", "threads", "batch", "imgsz", "space_fingerprint", "fixed_layers")
 
 
-def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnets=10, warmup=10, repeats=100, seed=0, source=""):
-    """Measure every entry of the supernet's table and fit the calibration line; writes `out` as it goes."""
+def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnets=10, rounds=5, seed=0, source=""):
+    """Measure every entry of the supernet's table and fit the calibration line; writes `out` as it goes.
+
+    Each entry is timed in `rounds` rounds against the reference subnet (the smallest), whose own latency is
+    measured once, first, and kept in the table: resumed builds and later validations are scaled to it.
+    """
     from ultralytics.utils import LOGGER, TQDM
 
     out = Path(out)
@@ -149,7 +169,7 @@ def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnet
     if imgsz % stride:
         raise NASError(f"imgsz {imgsz} is not a multiple of the supernet's max stride {stride}; use e.g. {imgsz // stride * stride or stride}.")
     meta = _meta(backend, supernet, space, imgsz, batch, source)
-    lut = {"format": FORMAT, "meta": meta, "entries": {}, "calibration": None}
+    lut = {"format": FORMAT, "meta": meta, "reference": {"arch": min_arch(space)}, "entries": {}, "calibration": None}
     if out.exists():
         if not resume:
             raise NASError(f"{out} exists; pass --resume to continue it, or choose another --out.")
@@ -157,23 +177,27 @@ def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnet
         diff = [k for k in _SAME_TABLE if old["meta"].get(k) != meta[k]]
         if diff:
             raise NASError(f"cannot resume {out}: it was measured with other {diff} ({[old['meta'][k] for k in diff]} vs {[meta[k] for k in diff]}).")
-        lut["entries"], lut["calibration"] = old["entries"], old.get("calibration")
+        lut.update(reference=old["reference"], entries=old["entries"], calibration=old.get("calibration"))
 
     shapes = layer_shapes(supernet, imgsz, batch)
     todo = {k: v for k, v in all_keys(space, meta["fixed_layers"]).items() if k not in lut["entries"]}
     LOGGER.info(f"latency table: {len(lut['entries'])} entries done, {len(todo)} to measure on {backend.info['device_name']} ({backend.info['precision']})")
     with tempfile.TemporaryDirectory() as tmp:
+        if "median_us" not in lut["reference"]:
+            path = str(Path(tmp) / "reference.onnx")
+            ref = backend.compile(path, subnet_onnx(supernet, lut["reference"]["arch"], imgsz, batch, path))
+            lut["reference"].update(timing_stats(ref.time(warmup=20, repeats=200), 20))
+        reference = (reference_model(supernet, lut, backend, tmp), lut["reference"]["median_us"])
         for key, (kind, layer, choices) in TQDM(todo.items(), desc="measuring entries", total=len(todo)):
             module, ins = entry_module(supernet, kind, layer, choices, shapes)
             path = str(Path(tmp) / "entry.onnx")
-            inputs = export_onnx(module, ins, path)
-            lut["entries"][key] = backend.measure(path, inputs, warmup, repeats)
+            (lut["entries"][key],) = measure_interleaved(backend, [(path, export_onnx(module, ins, path))], reference, rounds)
             lut["meta"]["threads_used"] = backend.info.get("threads")
             write_json(out, lut)
 
     if calib_subnets and lut["calibration"] is None:
         archs = [random_arch(space, seed=seed + 10_000 + i) for i in range(calib_subnets)]  # never the validation seeds
-        measured = [s["median_us"] for s in measure_subnets(supernet, archs, imgsz, backend, batch, desc="calibration subnets")]
+        measured = [s["median_us"] for s in measure_subnets(supernet, archs, lut, backend, desc="calibration subnets")]
         raw = [raw_sum_us(lut, space, a) for a in archs]
         scale, offset = np.polyfit(raw, measured, 1)
         lut["calibration"] = {
@@ -183,4 +207,3 @@ def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnet
         }
         write_json(out, lut)
     return lut
-

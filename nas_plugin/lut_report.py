@@ -23,7 +23,7 @@ def validate_lut(supernet, lut, samples=50, seed=0, rounds=15, out_dir=None):
     space = space_from_model(supernet)
     m = lut["meta"]
     named = [("max", max_arch(space)), ("min", min_arch(space))] + [(f"random seed {seed + i}", random_arch(space, seed=seed + i)) for i in range(samples)]
-    stats = measure_subnets(supernet, [a for _, a in named], m["imgsz"], backend_for(lut), m["batch"], rounds, desc="validation subnets")
+    stats = measure_subnets(supernet, [a for _, a in named], lut, backend_for(lut), rounds, desc="validation subnets")
     rows = []
     for (name, arch), st in zip(named, stats):
         pred = predict_us(lut, space, arch)

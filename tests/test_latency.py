@@ -26,7 +26,7 @@ head:
   - [-1, 2, ElasticMBottleneckCSP, [16, [3, 5], [relu, mish], [1, 2]]] # 5
   - [[2, 3, 5], 1, Detect, [nc]] # 6
 """
-FAST = dict(repeats=5, warmup=2)
+FAST = dict(rounds=1)
 
 
 @pytest.fixture(scope="module")
@@ -116,28 +116,32 @@ def test_prediction_is_the_calibrated_sum_of_its_parts(tiny, tiny_lut):
         L.predict_us(lut, space, arch)
 
 
-def test_interrupted_build_resumes_and_measures_only_the_rest(tiny, tmp_path):
+def test_interrupted_build_resumes_and_measures_only_the_rest(tiny, tmp_path, monkeypatch):
+    from nas_plugin import lut_build
+
     path, model, space = tiny
     out = tmp_path / "lut.json"
     backend = get_backend("onnxruntime")
-    calls, real = [], backend.measure
+    calls, real = [], lut_build.entry_module
 
     def flaky(*a, **k):
         if len(calls) == 5:
             raise KeyboardInterrupt  # the user hits Ctrl-C during the sixth entry
-        calls.append(1)
+        calls.append(a[1:3])
         return real(*a, **k)
 
-    backend.measure = flaky
+    monkeypatch.setattr(lut_build, "entry_module", flaky)
     with pytest.raises(KeyboardInterrupt):
         build_lut(model, 64, backend, out, calib_subnets=0, **FAST)
-    assert len(json.loads(out.read_text())["entries"]) == 5  # everything measured so far is on disk
+    partial = json.loads(out.read_text())
+    assert len(partial["entries"]) == 5 and partial["reference"]["median_us"] > 0  # all measured so far is on disk
     with pytest.raises(NASError, match="exists; pass --resume"):
         build_lut(model, 64, backend, out, calib_subnets=0, **FAST)
     calls.clear()
-    backend.measure = real
+    monkeypatch.setattr(lut_build, "entry_module", lambda *a, **k: calls.append(a[1:3]) or real(*a, **k))
     lut = build_lut(model, 64, backend, out, resume=True, calib_subnets=0, **FAST)
-    assert len(lut["entries"]) == 26
+    assert len(lut["entries"]) == 26 and len(calls) == 21  # only the rest was measured
+    assert lut["reference"] == partial["reference"]  # resumed entries are scaled to the same reference
     with pytest.raises(NASError, match=r"cannot resume .* other \['backend'\] \(\['onnxruntime'\] vs \['openvino'\]\)"):
         build_lut(model, 64, get_backend("openvino"), out, resume=True, calib_subnets=0, **FAST)
 
@@ -181,7 +185,7 @@ def test_build_lut_tool_bad_input(tiny, tmp_path, args, message):
 
 def test_build_and_validate_tools_end_to_end(tiny, tmp_path):
     lut = tmp_path / "l.json"
-    built = tool("build_lut.py", "--model", tiny[0], "--imgsz", 64, "--backend", "openvino", "--repeats", 5, "--calib-subnets", 2, "--out", lut, cwd=tmp_path)
+    built = tool("build_lut.py", "--model", tiny[0], "--imgsz", 64, "--backend", "openvino", "--rounds", 1, "--calib-subnets", 2, "--out", lut, cwd=tmp_path)
     assert built.returncode == 0, built.output
     checked = tool("validate_lut.py", "--lut", lut, "--model", tiny[0], "--samples", 2, "--rounds", 2, "--out", tmp_path / "v", cwd=tmp_path)
     assert checked.returncode == 0, checked.output
