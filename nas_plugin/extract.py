@@ -74,11 +74,12 @@ def yaml_text(cfg, header=""):
     return "\n".join(lines) + "\n"
 
 
-def save_subnet(model, arch, out_dir, source="", calib=None):
+def save_subnet(model, arch, out_dir, source="", calib=None, train_args=None):
     """Write `out_dir/{arch.json, model.yaml, model.pt}` for `arch` of supernet `model`; returns the static model.
 
     With `calib` (image batches from `calibration.calibration_batches`) the subnet's BatchNorm statistics are
     re-estimated on them first; without, it keeps the supernet's (shared by all subnets, right for none).
+    `train_args` (e.g. imgsz, data) become the defaults of `yolo val/predict` for the checkpoint.
     """
     out = Path(out_dir)
     space = space_from_model(model)
@@ -91,7 +92,7 @@ def save_subnet(model, arch, out_dir, source="", calib=None):
         "date": datetime.now().astimezone().isoformat(),
         "version": __import__("ultralytics").__version__,
         "model": static,  # float32: inherited weights stay bit-exact
-        "train_args": {k: args[k] for k in _CKPT_ARGS if k in args} | {"task": "detect"},
+        "train_args": {k: args[k] for k in _CKPT_ARGS if k in args} | {"task": "detect"} | (train_args or {}),
         "nas": {"arch": arch, "space": space, "supernet": str(source), "bn_calibration_images": sum(len(b) for b in calib or []), "nas_plugin": __version__},
     }
     out.mkdir(parents=True, exist_ok=True)

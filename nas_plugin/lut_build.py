@@ -23,7 +23,7 @@ from .errors import NASError
 from .files import write_json
 from .integration import export_ready
 from .lut import FORMAT, all_keys, load_lut, raw_sum_us
-from .space import fingerprint, min_arch, random_arch
+from .space import fingerprint, max_arch, min_arch, random_arch
 from .supernet import elastic_layers, space_from_model
 
 
@@ -196,7 +196,8 @@ def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnet
             write_json(out, lut)
 
     if calib_subnets and lut["calibration"] is None:
-        archs = [random_arch(space, seed=seed + 10_000 + i) for i in range(calib_subnets)]  # never the validation seeds
+        # max and min anchor the line's slope over the whole range; random seeds never overlap the validation's
+        archs = [max_arch(space), min_arch(space)] + [random_arch(space, seed=seed + 10_000 + i) for i in range(calib_subnets)]
         measured = [s["median_us"] for s in measure_subnets(supernet, archs, lut, backend, desc="calibration subnets")]
         raw = [raw_sum_us(lut, space, a) for a in archs]
         scale, offset = np.polyfit(raw, measured, 1)

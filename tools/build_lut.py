@@ -25,7 +25,7 @@ def main(argv=None):
     p.add_argument("--precision", default="f32", help="f32 (default), f16 or bf16, as the backend supports")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's latency default)")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--calib-subnets", type=int, default=10, help="whole subnets timed to calibrate sums (0 = none)")
+    p.add_argument("--calib-subnets", type=int, default=10, help="random whole subnets (besides max and min) timed to calibrate sums (0 = no calibration)")
     p.add_argument("--rounds", type=int, default=5, help="timing rounds per entry (10 calls each, against the reference)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output LUT JSON")

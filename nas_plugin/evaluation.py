@@ -1,0 +1,64 @@
+"""Accuracy of subnets for the search: extract, recalibrate BN on training images, score with Ultralytics' validator.
+
+Each subnet is evaluated exactly as the file the search writes for it will be: extracted with inherited weights,
+BatchNorm statistics re-estimated on a fixed, seeded set of training images, then validated by the stock
+`DetectionValidator` with `yolo val`'s defaults (batch 16, conf 0.001, iou 0.7). So `yolo val model=.../model.pt`
+reproduces the recorded mAP on the same validation images.
+"""
+
+import random
+from pathlib import Path
+
+import yaml
+
+from .calibration import calibration_batches, check_dataset, recalibrate_bn
+from .extract import extract
+from .files import write_text
+
+VAL_BATCH = 16  # `yolo val`'s default: rectangular val batches depend on it, so the mAP does too
+
+
+class AccuracyEvaluator:
+    """`evaluator(archs)` -> one {'map50', 'map50_95', 'params', 'gflops'} per arch, for a whole generation at once."""
+
+    def __init__(self, supernet, data, imgsz, work_dir, calib_batches=4, val_images=None, seed=0, device="cpu"):
+        self.supernet, self.imgsz, self.device = supernet, imgsz, device
+        self.data_yaml = str(data)
+        checked = check_dataset(data, supernet)
+        self.calib = calibration_batches(checked, imgsz, VAL_BATCH, calib_batches, seed)
+        self.calib_images = sum(len(b) for b in self.calib)
+        self.val_data = self.data_yaml
+        if val_images:  # a seeded subset of the val split for ranking during the search
+            from ultralytics.data.utils import IMG_FORMATS
+
+            folder = Path(checked["val"])
+            files = sorted(str(p) for p in folder.rglob("*") if p.suffix[1:].lower() in IMG_FORMATS)
+            subset = sorted(random.Random(seed).sample(files, min(val_images, len(files))))
+            write_text(Path(work_dir) / "val_subset.txt", "\n".join(subset) + "\n")
+            cfg = {"path": str(Path(work_dir).resolve()), "train": checked["train"], "val": "val_subset.txt", "names": checked["names"]}
+            self.val_data = str(Path(work_dir) / "val_subset.yaml")
+            write_text(self.val_data, yaml.safe_dump(cfg, sort_keys=False))
+
+    def static(self, arch):
+        """The subnet as it will be written: extracted, BN recalibrated."""
+        return recalibrate_bn(extract(self.supernet, arch), self.calib)
+
+    def validate(self, model, data=None):
+        """(mAP50, mAP50-95) of a static model by the stock validator."""
+        from ultralytics.models.yolo.detect import DetectionValidator
+
+        args = dict(data=data or self.val_data, imgsz=self.imgsz, batch=VAL_BATCH, device=self.device, plots=False, verbose=False, save_json=False)
+        stats = DetectionValidator(args=args)(model=model)
+        return float(stats["metrics/mAP50(B)"]), float(stats["metrics/mAP50-95(B)"])
+
+    def __call__(self, archs):
+        from ultralytics.utils.torch_utils import get_flops
+
+        results = []
+        for arch in archs:
+            model = self.static(arch)
+            params = sum(p.numel() for p in model.parameters())
+            gflops = get_flops(model, self.imgsz)
+            map50, map50_95 = self.validate(model)
+            results.append({"map50": map50, "map50_95": map50_95, "params": params, "gflops": gflops})
+        return results

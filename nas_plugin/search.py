@@ -1,0 +1,179 @@
+"""NSGA-II search (pymoo) over the space's integer encoding: maximise accuracy, minimise latency, within budgets.
+
+The search sees two small interfaces: `evaluate(archs) -> [{'map50', 'map50_95', 'params', 'gflops'}]` and
+`latency(archs) -> [ms]`, both called once per generation with every new subnet of it (batched, so they can be
+spread over devices later). Archs that decode to the same subnet (they differ only in inactive genes) are one
+individual for pymoo's duplicate elimination and one row of the history: nothing is evaluated twice.
+
+Every generation rewrites history.csv (every evaluated subnet) and pareto.csv/json/png atomically. Resume replays
+the search from the start with the same seed, taking every evaluation from history.csv, so it reaches exactly the
+state and the front of an uninterrupted run and then continues.
+"""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .files import atomic_path, write_json, write_text
+from .space import arch_key, bounds, decode, encode, max_arch, min_arch
+
+COLUMNS = ("generation", "arch", "map50_95", "map50", "latency_ms", "params", "gflops", "feasible")
+OBJECTIVES = ("map50_95", "map50")
+
+
+def _feasible(row, budgets):
+    return all(budgets.get(k) is None or row[k] <= budgets[k] for k in ("latency_ms", "params", "gflops"))
+
+
+def non_dominated(rows, objective):
+    """Rows no other row beats on both (higher objective, lower latency); sorted by latency."""
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+    if not rows:
+        return []
+    F = np.array([[-r[objective], r["latency_ms"]] for r in rows])
+    front = NonDominatedSorting().do(F, only_non_dominated_front=True)
+    return sorted((rows[i] for i in front), key=lambda r: r["latency_ms"])
+
+
+def hypervolume(rows, objective, ref_latency):
+    """Area dominated by the front in (accuracy from 0, latency up to `ref_latency`)."""
+    from pymoo.indicators.hv import HV
+
+    pts = [[-r[objective], r["latency_ms"]] for r in rows if r["latency_ms"] < ref_latency]
+    return float(HV(ref_point=np.array([0.0, ref_latency]))(np.array(pts))) if pts else 0.0
+
+
+class History:
+    """Every evaluated subnet, keyed by canonical arch; read back from history.csv on resume."""
+
+    def __init__(self, path):
+        self.path, self.rows = Path(path), {}
+
+    def load(self):
+        if self.path.exists():
+            with open(self.path, newline="") as f:
+                for r in csv.DictReader(f):
+                    row = {k: (json.loads(v) if k == "arch" else v == "True" if k == "feasible" else int(v) if k in ("generation", "params") else float(v)) for k, v in r.items()}
+                    self.rows[arch_key(row["arch"])] = row
+        return self
+
+    def save(self):
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, COLUMNS)
+        writer.writeheader()
+        for row in self.rows.values():
+            writer.writerow({**row, "arch": json.dumps(row["arch"], separators=(",", ":")), **{k: repr(row[k]) for k in ("map50_95", "map50", "latency_ms", "gflops")}})
+        write_text(self.path, buf.getvalue())
+
+
+class ArchDuplicates:
+    """pymoo duplicate elimination by decoded arch (inactive genes ignored)."""
+
+    def __new__(cls, space):
+        from pymoo.core.duplicate import ElementwiseDuplicateElimination
+
+        key = lambda ind: arch_key(decode(space, np.asarray(ind.X).round().astype(int)))  # noqa: E731
+        return ElementwiseDuplicateElimination(cmp_func=lambda a, b: key(a) == key(b))
+
+
+def run_search(space, evaluate, latency, out, population=50, generations=20, seed=0, objective="map50_95",
+               budgets=None, resume=False, log=print, progress=None):  # fmt: skip
+    """Run NSGA-II; returns (all rows, front rows). Writes history.csv and pareto.* in `out` every generation."""
+    from pymoo.algorithms.moo.nsga2 import NSGA2
+    from pymoo.core.evaluator import Evaluator
+    from pymoo.core.problem import Problem
+    from pymoo.operators.crossover.sbx import SBX
+    from pymoo.operators.mutation.pm import PM
+    from pymoo.operators.repair.rounding import RoundingRepair
+    from pymoo.operators.sampling.rnd import IntegerRandomSampling
+    from pymoo.problems.static import StaticProblem
+
+    budgets = {k: v for k, v in (budgets or {}).items() if v is not None}
+    out = Path(out)
+    history = History(out / "history.csv")
+    if resume:
+        history.load()
+    ub = np.array(bounds(space))
+    n_constr = max(1, len(budgets))
+    problem = Problem(n_var=len(ub), n_obj=2, n_ieq_constr=n_constr, xl=np.zeros_like(ub), xu=ub, vtype=int)
+    algorithm = NSGA2(
+        pop_size=population,
+        sampling=IntegerRandomSampling(),
+        crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
+        mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
+        eliminate_duplicates=ArchDuplicates(space),
+    )
+    algorithm.setup(problem, termination=("n_gen", generations), seed=seed, verbose=False)
+    ref_latency = budgets.get("latency_ms") or None
+    for gen in range(1, generations + 1):
+        pop = algorithm.ask()
+        archs = [decode(space, x) for x in pop.get("X").round().astype(int)]
+        if gen == 1:  # the largest and smallest subnets anchor the front and the plot
+            archs[:2] = [max_arch(space), min_arch(space)]
+            pop.set("X", np.array([encode(space, a) for a in archs[:2]] + [encode(space, a) for a in archs[2:]]))
+        new = list({arch_key(a): a for a in archs if arch_key(a) not in history.rows}.values())
+        if new:
+            scores, lat = evaluate(new), latency(new)
+            for a, s, ms in zip(new, scores, lat):
+                row = {"generation": gen, "arch": a, "map50_95": s["map50_95"], "map50": s["map50"], "latency_ms": ms, "params": s["params"], "gflops": s["gflops"]}
+                history.rows[arch_key(a)] = {**row, "feasible": _feasible(row, budgets)}
+        rows = [history.rows[arch_key(a)] for a in archs]
+        F = np.array([[-r[objective], r["latency_ms"]] for r in rows])
+        G = np.array([[r[k] - v for k, v in budgets.items()] or [0.0] for r in rows])
+        Evaluator().eval(StaticProblem(problem, F=F, G=G), pop)
+        algorithm.tell(infills=pop)
+        all_rows = list(history.rows.values())
+        front = non_dominated([r for r in all_rows if r["feasible"]], objective)
+        ref_latency = ref_latency or 1.1 * max(r["latency_ms"] for r in all_rows)
+        write_outputs(out, history, front, objective, budgets, {"max": max_arch(space), "min": min_arch(space)})
+        best = max((r[objective] for r in front), default=float("nan"))
+        log(
+            f"generation {gen}/{generations}: {len(new)} new subnets ({len(all_rows)} evaluated), front {len(front)}, "
+            f"best feasible {objective} {best:.4f}, hypervolume {hypervolume(front, objective, ref_latency):.4f}"
+        )
+        if progress:
+            progress.update(1)
+    all_rows = list(history.rows.values())
+    return all_rows, non_dominated([r for r in all_rows if r["feasible"]], objective)
+
+
+def write_outputs(out, history, front, objective, budgets, marks):
+    """history.csv, pareto.csv, pareto.json and pareto.png for the subnets evaluated so far."""
+    history.save()
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, COLUMNS)
+    writer.writeheader()
+    for r in front:
+        writer.writerow({**r, "arch": json.dumps(r["arch"], separators=(",", ":"))})
+    write_text(out / "pareto.csv", buf.getvalue())
+    write_json(out / "pareto.json", {"objective": objective, "budgets": budgets, "front": front})
+    plot_front(list(history.rows.values()), front, objective, budgets, marks, out / "pareto.png")
+
+
+def plot_front(rows, front, objective, budgets, marks, path):
+    """All evaluated subnets, the front, the latency budget, and the subnets named in `marks` (e.g. max, min)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    ax.scatter([r["latency_ms"] for r in rows], [r[objective] for r in rows], s=10, color="0.6", label="evaluated subnets")
+    ax.plot([r["latency_ms"] for r in front], [r[objective] for r in front], "o-", color="tab:red", ms=4, label="Pareto front")
+    by_key = {arch_key(r["arch"]): r for r in rows}
+    for name, arch in marks.items():
+        r = by_key.get(arch_key(arch))
+        if r:
+            ax.annotate(f"{name} subnet", (r["latency_ms"], r[objective]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if budgets.get("latency_ms"):
+        ax.axvline(budgets["latency_ms"], color="tab:blue", ls="--", lw=1, label=f"budget {budgets['latency_ms']:g} ms")
+    ax.set(xlabel="latency (ms)", ylabel={"map50_95": "mAP50-95", "map50": "mAP50"}[objective])
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

@@ -1,0 +1,69 @@
+"""The search as `tools/search.py` runs it: inputs checked before any work, NSGA-II, then the front as YOLO models."""
+
+import shutil
+
+from .errors import NASError
+from .evaluation import AccuracyEvaluator
+from .extract import save_subnet
+from .files import write_json
+from .lut import load_lut, predict_us
+from .search import non_dominated, run_search, write_outputs
+from .space import arch_key, max_arch, min_arch
+from .supernet import load_supernet, space_from_model
+
+
+def latency_model(kind, supernet, space, lut):
+    """`archs -> [ms]` from the table's prediction, or by timing whole subnets on the table's backend."""
+    if kind == "lut":
+        return lambda archs: [predict_us(lut, space, a) / 1000 for a in archs]
+    from .lut_build import measure_subnets
+    from .lut_report import backend_for
+
+    backend = backend_for(lut)
+    return lambda archs: [s["median_us"] / 1000 for s in measure_subnets(supernet, archs, lut, backend, desc="generation")]
+
+
+def run_job(args, out):
+    from ultralytics.utils import LOGGER, TQDM
+
+    supernet = load_supernet(args.weights)
+    space = space_from_model(supernet)
+    lut = load_lut(args.lut, space)
+    imgsz = lut["meta"]["imgsz"]
+    evaluator = AccuracyEvaluator(supernet, args.data, imgsz, out, args.calib_batches, args.val_images, args.seed, args.device)
+    budgets = {"latency_ms": args.latency_budget, "params": args.params_budget and args.params_budget * 1e6, "gflops": args.gflops_budget}
+    budgets = {k: v for k, v in budgets.items() if v is not None}
+    write_json(out / "search_args.json", {**vars(args), "imgsz": imgsz, "lut_meta": lut["meta"]})
+    LOGGER.info(f"search: NSGA-II, population {args.population}, {args.generations} generations, imgsz {imgsz}, budgets {budgets or 'none'}")
+    with TQDM(total=args.generations, desc="generations") as bar:
+        rows, front = run_search(
+            space, evaluator, latency_model(args.latency, supernet, space, lut), out, args.population, args.generations,
+            args.seed, args.objective, budgets, args.resume, log=LOGGER.info, progress=bar,
+        )  # fmt: skip
+    if not front:
+        fastest = min(rows, key=lambda r: r["latency_ms"])
+        raise NASError(
+            f"no evaluated subnet meets the budgets {budgets}: the fastest of {len(rows)} has latency "
+            f"{fastest['latency_ms']:.2f} ms, {fastest['params'] / 1e6:.2f} M params, {fastest['gflops']:.2f} GFLOPs; "
+            f"raise the budget (history in {out / 'history.csv'})."
+        )
+    if args.val_images:  # ranked on a subset: the front's reported accuracy is on the whole val split
+        for r in front:
+            r["map50"], r["map50_95"] = evaluator.validate(evaluator.static(r["arch"]), args.data)
+        front = non_dominated(front, args.objective)
+        from .search import History
+
+        history = History(out / "history.csv").load()
+        write_outputs(out, history, front, args.objective, budgets, {"max": max_arch(space), "min": min_arch(space)})
+    shutil.rmtree(out / "front", ignore_errors=True)
+    train_args = {"imgsz": imgsz, "data": str(args.data)}
+    for i, r in enumerate(TQDM(front, desc="writing the front")):
+        save_subnet(supernet, r["arch"], out / "front" / str(i), source=args.weights, calib=evaluator.calib, train_args=train_args)
+    best = max(front, key=lambda r: r[args.objective])
+    save_subnet(supernet, best["arch"], out / "best", source=args.weights, calib=evaluator.calib, train_args=train_args)
+    i_best = [arch_key(r["arch"]) for r in front].index(arch_key(best["arch"]))
+    LOGGER.info(
+        f"search done: {len(rows)} subnets evaluated, front of {len(front)} in {out / 'front'}; best within budgets: "
+        f"front/{i_best} ({args.objective} {best[args.objective]:.4f}, {best['latency_ms']:.2f} ms) copied to {out / 'best'}"
+    )
+    return front, best

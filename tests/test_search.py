@@ -1,0 +1,149 @@
+"""NSGA-II search: the engine on a fake problem (duplicates, resume, fronts) and the tool end to end on tiny data."""
+
+import csv
+import json
+
+import pytest
+from helpers import SUPERNET_YAML, tool
+
+from nas_plugin import space as S
+from nas_plugin.backends import get_backend
+from nas_plugin.lut_build import build_lut
+from nas_plugin.search import non_dominated, run_search
+from nas_plugin.supernet import load_supernet, space_from_model
+
+TINY = """
+nc: 6
+backbone:
+  - [-1, 1, Conv, [8, 3, 2]] # 0-P1/2
+  - [-1, 2, ElasticMBConvStage, [8, 2, False, relu, [3, 5], [3], [1, 2]]] # 1-P2/4
+  - [-1, 2, ElasticMBConvStage, [16, 2, True, hardswish, [3, 5], [3], [1, 2]]] # 2-P3/8
+  - [-1, 2, ElasticMBConvStage, [16, 2, False, hardswish, [3, 5], [3], [1, 2]]] # 3-P4/16
+  - [-1, 2, ElasticMBConvStage, [16, 2, True, hardswish, [3, 5], [3], [1, 2]]] # 4-P5/32
+head:
+  - [-1, 2, ElasticMBottleneckCSP, [16, [3, 5], [relu, mish], [1, 2]]] # 5
+  - [[2, 3, 5], 1, Detect, [nc]] # 6
+"""
+
+
+class FakeProblem:
+    """Accuracy grows with kernel/expand/depth genes, latency with their sum: a smooth trade-off, counted calls."""
+
+    def __init__(self, space):
+        self.space, self.evaluated = space, []
+
+    def evaluate(self, archs):
+        self.evaluated += [S.arch_key(a) for a in archs]
+        out = []
+        for a in archs:
+            x = S.encode(self.space, a)
+            out.append({"map50_95": round(sum(x) ** 0.5 / 10, 6), "map50": round(sum(x) ** 0.5 / 8, 6), "params": 1000 + sum(x), "gflops": 0.1 * sum(x)})
+        return out
+
+    def latency(self, archs):
+        return [1.0 + 0.1 * sum(S.encode(self.space, a)) + 0.01 * a["backbone"][0]["depth"] for a in archs]
+
+
+def _search(space, out, generations, resume=False, budget=None):
+    fake = FakeProblem(space)
+    rows, front = run_search(space, fake.evaluate, fake.latency, out, population=8, generations=generations, seed=3,
+                             budgets={"latency_ms": budget}, resume=resume, log=lambda m: None)  # fmt: skip
+    return fake, rows, front
+
+
+def test_engine_front_is_non_dominated_and_nothing_is_evaluated_twice(space, tmp_path):
+    fake, rows, front = _search(space, tmp_path, 5)
+    assert len(fake.evaluated) == len(set(fake.evaluated)) == len(rows)
+    assert {S.arch_key(S.max_arch(space)), S.arch_key(S.min_arch(space))} <= set(fake.evaluated)
+    for a in front:
+        for b in front:
+            assert not (b["map50_95"] >= a["map50_95"] and b["latency_ms"] <= a["latency_ms"] and a is not b and (b["map50_95"], b["latency_ms"]) != (a["map50_95"], a["latency_ms"]))
+    assert front == non_dominated(rows, "map50_95")
+    for name in ("history.csv", "pareto.csv", "pareto.json", "pareto.png"):
+        assert (tmp_path / name).exists()
+
+
+def test_resume_reaches_the_same_front_and_reuses_evaluations(space, tmp_path):
+    _, _, full_front = _search(space, tmp_path / "full", 5)
+    first, _, _ = _search(space, tmp_path / "cut", 2)  # as if killed after generation 2
+    resumed, rows, front = _search(space, tmp_path / "cut", 5, resume=True)
+    assert not set(first.evaluated) & set(resumed.evaluated)  # every earlier evaluation came from history.csv
+    assert front == full_front
+    assert (tmp_path / "cut" / "pareto.csv").read_text() == (tmp_path / "full" / "pareto.csv").read_text()
+    assert (tmp_path / "cut" / "history.csv").read_text() == (tmp_path / "full" / "history.csv").read_text()
+
+
+def test_budget_is_a_hard_constraint(space, tmp_path):
+    _, rows, front = _search(space, tmp_path, 3, budget=3.0)
+    assert front and all(r["latency_ms"] <= 3.0 for r in front)
+    assert any(not r["feasible"] for r in rows)
+
+
+@pytest.fixture(scope="module")
+def tiny_search_inputs(tmp_path_factory, tiny_data):
+    d = tmp_path_factory.mktemp("search")
+    yaml_path = d / "tiny-supernet.yaml"
+    yaml_path.write_text(TINY)
+    model = load_supernet(yaml_path)
+    build_lut(model, 64, get_backend("onnxruntime"), d / "lut.json", calib_subnets=2, rounds=1, source=yaml_path)
+    return yaml_path, d / "lut.json"
+
+
+def _args(inputs, data, out, *extra):
+    yaml_path, lut = inputs
+    return ["--weights", yaml_path, "--data", data, "--lut", lut, "--population", 4, "--generations", 2, "--calib-batches", 1, "--out", out, *extra]
+
+
+def test_search_tool_end_to_end(tiny_search_inputs, tiny_data, tmp_path):
+    out = tmp_path / "s"
+    proc = tool("search.py", *_args(tiny_search_inputs, tiny_data, out, "--latency-budget", 1000), cwd=tmp_path)
+    assert proc.returncode == 0, proc.output
+    for name in ("history.csv", "pareto.csv", "pareto.json", "pareto.png", "best/arch.json", "best/model.yaml", "best/model.pt"):
+        assert (out / name).exists(), name
+    front = json.loads((out / "pareto.json").read_text())["front"]
+    assert front and all((out / "front" / str(i) / "model.pt").exists() for i in range(len(front)))
+    with open(out / "history.csv") as f:
+        history = list(csv.DictReader(f))
+    assert list(history[0]) == ["generation", "arch", "map50_95", "map50", "latency_ms", "params", "gflops", "feasible"]
+    assert len({h["arch"] for h in history}) == len(history)
+
+    from ultralytics import YOLO
+
+    for i, row in enumerate(front):
+        assert json.loads((out / "front" / str(i) / "arch.json").read_text()) == row["arch"]
+        metrics = YOLO(str(out / "front" / str(i) / "model.pt")).val(data=str(tiny_data), plots=False, verbose=False, project=str(tmp_path), name=f"v{i}")
+        assert abs(metrics.box.map - row["map50_95"]) < 0.005 and abs(metrics.box.map50 - row["map50"]) < 0.005
+
+
+def test_infeasible_budget_says_so_and_fails(tiny_search_inputs, tiny_data, tmp_path):
+    proc = tool("search.py", *_args(tiny_search_inputs, tiny_data, tmp_path / "s", "--latency-budget", 0.001), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "no evaluated subnet meets the budgets {'latency_ms': 0.001}: the fastest of" in proc.stderr
+    assert (tmp_path / "s" / "history.csv").exists() and not (tmp_path / "s" / "best").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--latency-budget", "0"], "--latency-budget must be > 0 ms, got 0.0."),
+        (["--population", "3"], "--population must be >= 4, got 3."),
+        (["--objective", "f1"], "--objective 'f1' is not allowed; choose from ['map50_95', 'map50']."),
+    ],
+)
+def test_search_tool_bad_arguments(tiny_search_inputs, tiny_data, tmp_path, extra, message):
+    proc = tool("search.py", *_args(tiny_search_inputs, tiny_data, tmp_path / "s"), *extra, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"search.py: error: {message}"
+
+
+def test_search_tool_refuses_bad_inputs_before_work(tiny_search_inputs, tiny_data, tmp_path):
+    yaml_path, lut = tiny_search_inputs
+    foreign = tool("search.py", "--weights", SUPERNET_YAML, "--data", tiny_data, "--lut", lut, "--out", tmp_path / "a", cwd=tmp_path)
+    assert foreign.returncode == 2 and "was built for another supernet" in foreign.stderr
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    unwritable = tool("search.py", *_args(tiny_search_inputs, tiny_data, blocked / "out"), cwd=tmp_path)
+    assert unwritable.returncode == 2 and "is not writable" in unwritable.stderr
+    other = tmp_path / "yolov8n-c80-supernet.yaml"
+    other.write_text(TINY.replace("nc: 6", "nc: 80"))
+    classes = tool("search.py", "--weights", other, "--data", tiny_data, "--lut", lut, "--out", tmp_path / "c", cwd=tmp_path)
+    assert classes.returncode == 2 and "has 6 classes but the model has 80" in classes.stderr
