@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "supernet_learns.json"
-YOLO = str(Path(sys.executable).with_name("yolo"))
+YOLO = shutil.which("yolo") or str(Path(sys.executable).with_name("yolo"))
 
 
 def sh(*cmd):
@@ -34,12 +35,18 @@ def sh(*cmd):
     return proc.stdout, time.time() - t
 
 
-def val(model, data, imgsz, work, name):
+def val(model, data, imgsz, work, name, device):
     """Score a checkpoint with the stock Ultralytics validator (what `yolo val` runs)."""
     from ultralytics import YOLO as Model
 
-    m = Model(str(model)).val(data=str(data), imgsz=imgsz, device="cpu", plots=False, verbose=False, project=str(work), name=f"val_{name}", exist_ok=True)
+    m = Model(str(model)).val(data=str(data), imgsz=imgsz, device=device, plots=False, verbose=False, project=str(work), name=f"val_{name}", exist_ok=True)
     return {"mAP50": round(float(m.box.map50), 4), "mAP50-95": round(float(m.box.map), 4)}
+
+
+def _gpu():
+    import torch
+
+    return f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
 
 
 def main():
@@ -49,10 +56,12 @@ def main():
     p.add_argument("--imgsz", type=int, default=128)
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--device", default="cpu", help="training and validation device (e.g. 0 for the first GPU)")
+    p.add_argument("--workers", type=int, default=2)
     p.add_argument("--work", default="/tmp/nas_bench_learns")
     args = p.parse_args()
     work = Path(args.work)
-    common = [f"imgsz={args.imgsz}", f"batch={args.batch}", f"epochs={args.epochs}", "nbs=64", "workers=2", "device=cpu", "plots=False", f"project={work}", "exist_ok=True", "seed=0"]
+    common = [f"imgsz={args.imgsz}", f"batch={args.batch}", f"epochs={args.epochs}", "nbs=64", f"workers={args.workers}", f"device={args.device}", "plots=False", f"project={work}", "exist_ok=True", "seed=0"]
 
     data, _ = sh(sys.executable, ROOT / "tools" / "make_dataset.py", "--out", work / "data", "--train", args.train, "--val", args.val, "--imgsz", args.imgsz, "--exist-ok")
     data = data.strip()
@@ -64,12 +73,12 @@ def main():
     rows, times = {}, {"supernet_train_s": round(t_super, 1)}
     for arch in ("max", "min"):
         sh(sys.executable, ROOT / "tools" / "extract.py", "--weights", best, "--arch", arch, "--data", data, "--imgsz", args.imgsz, "--out", work / f"trained_{arch}")
-        rows[f"{arch} subnet, from the trained supernet"] = val(work / f"trained_{arch}" / "model.pt", data, args.imgsz, work, f"trained_{arch}")
+        rows[f"{arch} subnet, from the trained supernet"] = val(work / f"trained_{arch}" / "model.pt", data, args.imgsz, work, f"trained_{arch}", args.device)
         sh(sys.executable, ROOT / "tools" / "extract.py", "--weights", six, "--arch", arch, "--out", work / f"untrained_{arch}")
-        rows[f"{arch} subnet, untrained"] = val(work / f"untrained_{arch}" / "model.pt", data, args.imgsz, work, f"untrained_{arch}")
+        rows[f"{arch} subnet, untrained"] = val(work / f"untrained_{arch}" / "model.pt", data, args.imgsz, work, f"untrained_{arch}", args.device)
     _, t_alone = sh(YOLO, "train", f"model={work / 'trained_min' / 'model.yaml'}", f"data={data}", *common, "name=min_alone")
     times["min_alone_train_s"] = round(t_alone, 1)
-    rows["min subnet trained alone (same updates)"] = val(work / "min_alone" / "weights" / "best.pt", data, args.imgsz, work, "min_alone")
+    rows["min subnet trained alone (same updates)"] = val(work / "min_alone" / "weights" / "best.pt", data, args.imgsz, work, "min_alone", args.device)
 
     print(f"\n{'model':<44} {'mAP50':>7} {'mAP50-95':>9}")
     for name, r in rows.items():
@@ -77,7 +86,7 @@ def main():
     print(f"supernet training {times['supernet_train_s']:.0f} s, min alone {times['min_alone_train_s']:.0f} s")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs" + _gpu(),
         "settings": vars(args), "results": rows, "times": times,
     }, indent=2) + "\n")  # fmt: skip
     print(f"written {RESULTS}")

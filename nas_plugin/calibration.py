@@ -54,14 +54,14 @@ def recalibrate_bn(model, batches):
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [bn.momentum for bn in bns]
-    device = next(model.parameters()).device
+    weight = next(model.parameters())  # images follow the model's device and dtype (an EMA may be half on a GPU)
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average over all batches
     model.train()
     try:
         for img in batches:
-            model(img.to(device))
+            model(img.to(weight.device, weight.dtype))
     finally:
         for bn, momentum in zip(bns, momenta):
             bn.momentum = momentum

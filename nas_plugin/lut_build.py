@@ -96,8 +96,9 @@ def measure_interleaved(backend, models, reference, rounds=15, per_round=10, war
     """Time (onnx path, inputs) models in interleaved rounds, each relative to `reference` timed in the same round.
 
     `reference` is (compiled model, its latency in microseconds when the table was built). Every round times
-    `per_round` calls of the reference and of each model in turn; a model's latency in that round is its median
-    over the reference's median, times the reference's table latency. This cancels the machine's drift in speed
+    `per_round` calls of each model in turn, with the reference timed between models; a model's latency in that
+    round is its median over the mean of the reference's medians just before and after it, times the reference's
+    table latency. This cancels the machine's drift in speed
     (on shared CPUs easily +-10-30% over minutes), which would otherwise mix into every comparison made at
     another time. Returns one stats dict (microseconds, over the rounds) per model.
     """
@@ -107,10 +108,17 @@ def measure_interleaved(backend, models, reference, rounds=15, per_round=10, war
         for _ in range(warmup):
             c.run()
     samples = [[] for _ in compiled]
+
+    def median_s(c):
+        return statistics.median(c.timed() for _ in range(per_round))
+
     for _ in range(rounds):
-        scale = ref_us / 1e6 / statistics.median(ref.timed() for _ in range(per_round))
+        before = median_s(ref)
         for c, s in zip(compiled, samples):
-            s.append(statistics.median(c.timed() for _ in range(per_round)) * scale)
+            t = median_s(c)
+            after = median_s(ref)  # the reference right before and right after this model
+            s.append(t * ref_us / 1e6 / ((before + after) / 2))
+            before = after
         if progress:
             progress.update(1)
     return [timing_stats(s, warmup) | {"calls_per_round": per_round, "relative_to_reference": True} for s in samples]

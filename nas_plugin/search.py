@@ -70,14 +70,14 @@ class History:
         write_text(self.path, buf.getvalue())
 
 
-class ArchDuplicates:
+def arch_duplicates(space):
     """pymoo duplicate elimination by decoded arch (inactive genes ignored)."""
+    from pymoo.core.duplicate import ElementwiseDuplicateElimination
 
-    def __new__(cls, space):
-        from pymoo.core.duplicate import ElementwiseDuplicateElimination
+    def key(individual):
+        return arch_key(decode(space, np.asarray(individual.X).round().astype(int)))
 
-        key = lambda ind: arch_key(decode(space, np.asarray(ind.X).round().astype(int)))  # noqa: E731
-        return ElementwiseDuplicateElimination(cmp_func=lambda a, b: key(a) == key(b))
+    return ElementwiseDuplicateElimination(cmp_func=lambda a, b: key(a) == key(b))
 
 
 def run_search(space, evaluate, latency, out, population=50, generations=20, seed=0, objective="map50_95",
@@ -105,7 +105,7 @@ def run_search(space, evaluate, latency, out, population=50, generations=20, see
         sampling=IntegerRandomSampling(),
         crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
         mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
-        eliminate_duplicates=ArchDuplicates(space),
+        eliminate_duplicates=arch_duplicates(space),
     )
     algorithm.setup(problem, termination=("n_gen", generations), seed=seed, verbose=False)
     ref_latency = budgets.get("latency_ms") or None

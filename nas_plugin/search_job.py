@@ -7,7 +7,7 @@ from .evaluation import AccuracyEvaluator
 from .extract import save_subnet
 from .files import write_json
 from .lut import load_lut, predict_us
-from .search import non_dominated, run_search, write_outputs
+from .search import History, non_dominated, run_search, write_outputs
 from .space import arch_key, max_arch, min_arch
 from .supernet import load_supernet, space_from_model
 
@@ -51,8 +51,6 @@ def run_job(args, out):
         for r in front:
             r["map50"], r["map50_95"] = evaluator.validate(evaluator.static(r["arch"]), args.data)
         front = non_dominated(front, args.objective)
-        from .search import History
-
         history = History(out / "history.csv").load()
         write_outputs(out, history, front, args.objective, budgets, {"max": max_arch(space), "min": min_arch(space)})
     shutil.rmtree(out / "front", ignore_errors=True)

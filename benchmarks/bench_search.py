@@ -1,0 +1,98 @@
+#!/usr/bin/env python
+"""Cost of the search on the demo dataset: one subnet evaluation, and a population x generations search.
+
+    python benchmarks/bench_search.py [--weights SUPERNET.pt] [--imgsz 160] [--evals 8] [--val 100]
+        [--population 50] [--generations 20] [--run-search]
+
+Times `--evals` subnet evaluations (extract + BN recalibration on 4 x 16 train images + stock validation on the
+val split) split into their parts, and estimates a population x generations search from them (NSGA-II evaluates
+about `population` new subnets per generation; duplicates are skipped). With --run-search it also runs the search
+for real with tools/search.py. Writes benchmarks/results/search.json.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "search.json"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", default=str(ROOT / "model_yamls" / "yolov8n-mbconv-supernet.yaml"))
+    p.add_argument("--imgsz", type=int, default=160)
+    p.add_argument("--evals", type=int, default=8)
+    p.add_argument("--val", type=int, default=100, help="val images of the demo dataset")
+    p.add_argument("--val-images", type=int, help="rank on a subset of the val images (as tools/search.py)")
+    p.add_argument("--population", type=int, default=50)
+    p.add_argument("--generations", type=int, default=20)
+    p.add_argument("--run-search", action="store_true")
+    p.add_argument("--work", default="/tmp/nas_bench_search")
+    args = p.parse_args()
+
+    from nas_plugin.evaluation import AccuracyEvaluator
+    from nas_plugin.extract import extract
+    from nas_plugin.space import random_arch
+    from nas_plugin.supernet import load_supernet, space_from_model
+    from nas_plugin.synthetic_data import make_dataset
+
+    work = Path(args.work)
+    data = make_dataset(work / "data", train=200, val=args.val, imgsz=args.imgsz, seed=0, exist_ok=True)
+    weights = Path(args.weights)
+    if weights.suffix != ".pt":  # the untrained YAML needs the dataset's class count
+        six = work / "yolov8n-six-supernet.yaml"
+        six.write_text(Path(ROOT / "model_yamls" / "yolov8-mbconv-supernet.yaml").read_text().replace("nc: 80", "nc: 6", 1))
+        weights = six
+    supernet = load_supernet(weights)
+    space = space_from_model(supernet)
+    evaluator = AccuracyEvaluator(supernet, data, args.imgsz, work, calib_batches=4, val_images=args.val_images)
+    from nas_plugin.calibration import recalibrate_bn
+
+    parts = {"extract_s": [], "bn_recalibration_s": [], "validation_s": [], "total_s": []}
+    for i in range(args.evals):
+        arch = random_arch(space, seed=i)
+        t0 = time.perf_counter()
+        model = extract(supernet, arch)
+        t1 = time.perf_counter()
+        recalibrate_bn(model, evaluator.calib)
+        t2 = time.perf_counter()
+        evaluator.validate(model)
+        t3 = time.perf_counter()
+        for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
+            parts[k].append(v)
+    med = {k: statistics.median(v) for k, v in parts.items()}
+    evals = args.population * args.generations
+    estimate_min = evals * med["total_s"] / 60
+    print(f"one evaluation (median of {args.evals}, imgsz {args.imgsz}, {args.val_images or args.val} val images): "
+          + ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in med.items()))  # fmt: skip
+    print(f"estimated {args.population}x{args.generations} search: <= {evals} evaluations -> {estimate_min:.0f} min")
+    result = {
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "settings": vars(args), "evaluation_median_s": med, "search_estimate_min": estimate_min,
+    }  # fmt: skip
+    if args.run_search:
+        lut = work / "lut.json"
+        if not lut.exists():
+            subprocess.run([sys.executable, ROOT / "tools" / "build_lut.py", "--model", weights, "--imgsz", str(args.imgsz), "--backend", "openvino", "--out", lut], check=True)
+        t = time.time()
+        cmd = [sys.executable, ROOT / "tools" / "search.py", "--weights", weights, "--data", data, "--lut", lut, "--population", str(args.population),
+               "--generations", str(args.generations), "--out", work / "search", "--resume"]  # fmt: skip
+        if args.val_images:
+            cmd += ["--val-images", str(args.val_images)]
+        subprocess.run([str(c) for c in cmd], check=True)
+        result["search_wall_min"] = (time.time() - t) / 60
+        print(f"search wall time: {result['search_wall_min']:.1f} min")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"written {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
