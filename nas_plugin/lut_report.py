@@ -16,7 +16,7 @@ def backend_for(lut):
     return get_backend(m["backend"], m["device"], m["precision"], m["threads"])
 
 
-def validate_lut(supernet, lut, samples=50, seed=0, rounds=15, out_dir=None):
+def validate_lut(supernet, lut, samples=50, seed=0, rounds=30, out_dir=None):
     """Predicted vs measured latency of max, min and `samples` random subnets; returns (and writes) a report."""
     from scipy.stats import spearmanr
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Check a latency table against whole subnets measured end to end on the same backend and device.
 
-    python tools/validate_lut.py --lut LUT.json --model SUPERNET --samples N [--seed S] [--rounds 15] [--out DIR]
+    python tools/validate_lut.py --lut LUT.json --model SUPERNET --samples N [--seed S] [--rounds 30] [--out DIR]
 
 Measures max, min and N random subnets (exported as Ultralytics exports them, timed in interleaved rounds) and
 prints the share of predictions within +-10%, the MAPE, the Spearman rank correlation and the worst cases; with
@@ -19,7 +19,7 @@ def main(argv=None):
     p.add_argument("--model", required=True, help="the supernet the table was built for (YAML or checkpoint)")
     p.add_argument("--samples", type=int, default=50, help="random subnets besides max and min (default 50)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (default 15)")
+    p.add_argument("--rounds", type=int, default=30, help="interleaved timing rounds (default 30)")
     p.add_argument("--out", help="directory for lut_validation.json and lut_validation.png")
     args = p.parse_args(argv)
 
