@@ -163,7 +163,7 @@ def _meta(backend, supernet, space, imgsz, batch, source):
 _SAME_TABLE = ("backend", "device", "precision", "threads", "batch", "imgsz", "space_fingerprint", "fixed_layers")
 
 
-def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnets=10, rounds=5, seed=0, source=""):
+def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnets=20, rounds=10, seed=0, source=""):
     """Measure every entry of the supernet's table and fit the calibration line; writes `out` as it goes.
 
     Each entry is timed in `rounds` rounds against the reference subnet (the smallest), whose own latency is

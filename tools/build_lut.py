@@ -2,7 +2,7 @@
 """Build a latency lookup table for a supernet on this machine's device.
 
     python tools/build_lut.py --model SUPERNET(.yaml|.pt) --imgsz N --backend {openvino,onnxruntime,tensorrt}
-        [--device CPU] [--precision f32|f16|bf16] [--threads N] [--batch 1] [--calib-subnets 10] --out LUT.json [--resume]
+        [--device CPU] [--precision f32|f16|bf16] [--threads N] [--batch 1] [--calib-subnets 20] [--rounds 10] --out LUT.json [--resume]
 
 Measures every distinct block choice x input shape of the supernet at that image size plus its fixed layers, each
 exported to ONNX (simplified with onnxslim), then times --calib-subnets whole random subnets to fit the line that
@@ -25,8 +25,8 @@ def main(argv=None):
     p.add_argument("--precision", default="f32", help="f32 (default), f16 or bf16, as the backend supports")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's latency default)")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--calib-subnets", type=int, default=10, help="random whole subnets (besides max and min) timed to calibrate sums (0 = no calibration)")
-    p.add_argument("--rounds", type=int, default=5, help="timing rounds per entry (10 calls each, against the reference)")
+    p.add_argument("--calib-subnets", type=int, default=20, help="random whole subnets (besides max and min) timed to calibrate sums (0 = no calibration)")
+    p.add_argument("--rounds", type=int, default=10, help="timing rounds per entry (10 calls each, against the reference)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output LUT JSON")
     p.add_argument("--resume", action="store_true", help="continue an interrupted build of --out")
