@@ -12,7 +12,6 @@ import ast
 import inspect
 import textwrap
 
-from .errors import NASError
 
 TESTED_ULTRALYTICS = ">=8.4.190,<8.5"  # keep in sync with setup.cfg
 _SETS = ("base_modules", "repeat_modules")
@@ -126,4 +125,4 @@ def is_installed():
     return getattr(tasks.parse_model, "__nas_plugin_original__", None) is not None
 
 
-__all__ = ("IntegrationError", "NASError", "TESTED_ULTRALYTICS", "install", "is_installed")
+__all__ = ("IntegrationError", "TESTED_ULTRALYTICS", "export_ready", "install", "is_installed")

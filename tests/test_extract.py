@@ -195,6 +195,7 @@ def test_extract_tool_recalibrates_bn_on_training_images(tiny_data, tmp_path):
     assert proc.returncode == 0, proc.output
     assert "BatchNorm recalibrated on 4 training images" in proc.stdout
     plain = tool("extract.py", *args[:4], "--out", tmp_path / "p", cwd=tmp_path)
+    assert plain.returncode == 0, plain.output
     calibrated, inherited = (torch.load(tmp_path / d / "model.pt", weights_only=False)["model"] for d in ("c", "p"))
     assert calibrated.yaml == inherited.yaml
     bn_c, bn_p = calibrated.model[1].blocks[0].expand.bn, inherited.model[1].blocks[0].expand.bn

@@ -10,7 +10,7 @@ from nas_plugin import space as S
 from nas_plugin.backends import get_backend
 from nas_plugin.lut_build import build_lut
 from nas_plugin.search import non_dominated, run_search
-from nas_plugin.supernet import load_supernet, space_from_model
+from nas_plugin.supernet import load_supernet
 
 TINY = """
 nc: 6

@@ -8,7 +8,6 @@ import shutil
 import site
 import subprocess
 import sys
-import sysconfig
 import textwrap
 import uuid
 from pathlib import Path
