@@ -31,6 +31,16 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
+def _require(module, hint):
+    """Import a backend's package, or fail with one sentence saying what to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise NASError(hint) from e
+
+
 def timing_stats(samples_s, warmup):
     """Summary of per-call times in microseconds."""
     us = sorted(s * 1e6 for s in samples_s)
@@ -91,10 +101,7 @@ class OpenVINOBackend(Backend):
 
     def __init__(self, device=None, precision="f32", threads=None):
         super().__init__(device, precision, threads)
-        try:
-            import openvino as ov
-        except ImportError as e:
-            raise NASError("backend openvino needs the openvino package: pip install openvino.") from e
+        ov = _require("openvino", "backend openvino needs the openvino package: pip install openvino.")
         self.core = ov.Core()
         available = self.core.available_devices
         if self.device.split(".")[0] not in {d.split(".")[0] for d in available}:
@@ -132,11 +139,7 @@ class ONNXRuntimeBackend(Backend):
         super().__init__(device, precision, threads)
         if self.device.upper() != "CPU":
             raise NASError(f"backend onnxruntime runs on device 'CPU' only here, got {self.device!r}.")
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise NASError("backend onnxruntime needs the onnxruntime package: pip install onnxruntime.") from e
-        self.ort = ort
+        self.ort = ort = _require("onnxruntime", "backend onnxruntime needs the onnxruntime package: pip install onnxruntime.")
         self.info.update(version=ort.__version__, device_name=cpu_name(), cpu=cpu_name(), threads=threads or os.cpu_count())
 
     def compile(self, onnx_path, inputs):
@@ -158,10 +161,7 @@ class TensorRTBackend(Backend):
 
     def __init__(self, device=None, precision="f32", threads=None):
         super().__init__(device, precision, threads)
-        try:
-            import tensorrt as trt
-        except ImportError as e:
-            raise NASError("backend tensorrt needs the tensorrt package and an NVIDIA GPU: pip install 'nas_plugin[tensorrt]'.") from e
+        trt = _require("tensorrt", "backend tensorrt needs the tensorrt package and an NVIDIA GPU: pip install 'nas_plugin[tensorrt]'.")
         import torch
 
         if not torch.cuda.is_available():

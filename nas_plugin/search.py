@@ -62,12 +62,17 @@ class History:
         return self
 
     def save(self):
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, COLUMNS)
-        writer.writeheader()
-        for row in self.rows.values():
-            writer.writerow({**row, "arch": json.dumps(row["arch"], separators=(",", ":")), **{k: repr(row[k]) for k in ("map50_95", "map50", "latency_ms", "gflops")}})
-        write_text(self.path, buf.getvalue())
+        write_text(self.path, csv_text(self.rows.values()))
+
+
+def csv_text(rows):
+    """Rows as CSV with the history columns; floats keep every digit (csv writes repr), so resume reads them exactly."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "arch": json.dumps(row["arch"], separators=(",", ":"))})
+    return buf.getvalue()
 
 
 def arch_duplicates(space):
@@ -144,12 +149,7 @@ def run_search(space, evaluate, latency, out, population=50, generations=20, see
 def write_outputs(out, history, front, objective, budgets, marks):
     """history.csv, pareto.csv, pareto.json and pareto.png for the subnets evaluated so far."""
     history.save()
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, COLUMNS)
-    writer.writeheader()
-    for r in front:
-        writer.writerow({**r, "arch": json.dumps(r["arch"], separators=(",", ":"))})
-    write_text(out / "pareto.csv", buf.getvalue())
+    write_text(out / "pareto.csv", csv_text(front))
     write_json(out / "pareto.json", {"objective": objective, "budgets": budgets, "front": front})
     plot_front(list(history.rows.values()), front, objective, budgets, marks, out / "pareto.png")
 

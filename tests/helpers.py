@@ -26,3 +26,17 @@ def yolo(*args, cwd, env=None):
 def tool(name, *args, cwd, env=None):
     """One of the project's tools/ scripts."""
     return run_cli([sys.executable, str(ROOT / "tools" / name), *map(str, args)], cwd=cwd, env=env)
+
+
+TINY_SUPERNET = """
+nc: {nc}
+backbone:
+  - [-1, 1, Conv, [8, 3, 2]] # 0-P1/2
+  - [-1, 2, ElasticMBConvStage, [8, 2, False, relu, [3, 5], [3], [1, 2]]] # 1-P2/4
+  - [-1, 2, ElasticMBConvStage, [16, 2, True, hardswish, [3, 5], [3], [1, 2]]] # 2-P3/8
+  - [-1, 2, ElasticMBConvStage, [16, 2, False, hardswish, [3, 5], [3], [1, 2]]] # 3-P4/16
+  - [-1, 2, ElasticMBConvStage, [16, 2, True, hardswish, [3, 5], [3], [1, 2]]] # 4-P5/32
+head:
+  - [-1, 2, ElasticMBottleneckCSP, [16, [3, 5], [relu, mish], [1, 2]]] # 5
+  - [[2, 3, 5], 1, Detect, [nc]] # 6
+"""  # a supernet small enough to build latency tables and run searches in seconds; format with nc=

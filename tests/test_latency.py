@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from helpers import SUPERNET_YAML, tool
+from helpers import SUPERNET_YAML, TINY_SUPERNET, tool
 
 from nas_plugin import lut as L
 from nas_plugin import space as S
@@ -14,25 +14,13 @@ from nas_plugin.lut_build import build_lut, export_onnx
 from nas_plugin.lut_report import validate_lut
 from nas_plugin.supernet import load_supernet, space_from_model
 
-TINY_SUPERNET = """
-nc: 2
-backbone:
-  - [-1, 1, Conv, [8, 3, 2]] # 0-P1/2
-  - [-1, 2, ElasticMBConvStage, [8, 2, False, relu, [3, 5], [3], [1, 2]]] # 1-P2/4
-  - [-1, 2, ElasticMBConvStage, [16, 2, True, hardswish, [3, 5], [3], [1, 2]]] # 2-P3/8
-  - [-1, 2, ElasticMBConvStage, [16, 2, False, hardswish, [3, 5], [3], [1, 2]]] # 3-P4/16
-  - [-1, 2, ElasticMBConvStage, [16, 2, True, hardswish, [3, 5], [3], [1, 2]]] # 4-P5/32
-head:
-  - [-1, 2, ElasticMBottleneckCSP, [16, [3, 5], [relu, mish], [1, 2]]] # 5
-  - [[2, 3, 5], 1, Detect, [nc]] # 6
-"""
 FAST = dict(rounds=1)
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny") / "tiny-supernet.yaml"
-    path.write_text(TINY_SUPERNET)
+    path.write_text(TINY_SUPERNET.format(nc=2))
     model = load_supernet(path)
     return path, model, space_from_model(model)
 

@@ -4,27 +4,13 @@ import csv
 import json
 
 import pytest
-from helpers import SUPERNET_YAML, tool
+from helpers import SUPERNET_YAML, TINY_SUPERNET, tool
 
 from nas_plugin import space as S
 from nas_plugin.backends import get_backend
 from nas_plugin.lut_build import build_lut
 from nas_plugin.search import non_dominated, run_search
 from nas_plugin.supernet import load_supernet
-
-TINY = """
-nc: 6
-backbone:
-  - [-1, 1, Conv, [8, 3, 2]] # 0-P1/2
-  - [-1, 2, ElasticMBConvStage, [8, 2, False, relu, [3, 5], [3], [1, 2]]] # 1-P2/4
-  - [-1, 2, ElasticMBConvStage, [16, 2, True, hardswish, [3, 5], [3], [1, 2]]] # 2-P3/8
-  - [-1, 2, ElasticMBConvStage, [16, 2, False, hardswish, [3, 5], [3], [1, 2]]] # 3-P4/16
-  - [-1, 2, ElasticMBConvStage, [16, 2, True, hardswish, [3, 5], [3], [1, 2]]] # 4-P5/32
-head:
-  - [-1, 2, ElasticMBottleneckCSP, [16, [3, 5], [relu, mish], [1, 2]]] # 5
-  - [[2, 3, 5], 1, Detect, [nc]] # 6
-"""
-
 
 class FakeProblem:
     """Accuracy grows with kernel/expand/depth genes, latency with their sum: a smooth trade-off, counted calls."""
@@ -83,7 +69,7 @@ def test_budget_is_a_hard_constraint(space, tmp_path):
 def tiny_search_inputs(tmp_path_factory, tiny_data):
     d = tmp_path_factory.mktemp("search")
     yaml_path = d / "tiny-supernet.yaml"
-    yaml_path.write_text(TINY)
+    yaml_path.write_text(TINY_SUPERNET.format(nc=6))
     model = load_supernet(yaml_path)
     build_lut(model, 64, get_backend("onnxruntime"), d / "lut.json", calib_subnets=2, rounds=1, source=yaml_path)
     return yaml_path, d / "lut.json"
@@ -144,6 +130,6 @@ def test_search_tool_refuses_bad_inputs_before_work(tiny_search_inputs, tiny_dat
     unwritable = tool("search.py", *_args(tiny_search_inputs, tiny_data, blocked / "out"), cwd=tmp_path)
     assert unwritable.returncode == 2 and "is not writable" in unwritable.stderr
     other = tmp_path / "yolov8n-c80-supernet.yaml"
-    other.write_text(TINY.replace("nc: 6", "nc: 80"))
+    other.write_text(TINY_SUPERNET.format(nc=80))
     classes = tool("search.py", "--weights", other, "--data", tiny_data, "--lut", lut, "--out", tmp_path / "c", cwd=tmp_path)
     assert classes.returncode == 2 and "has 6 classes but the model has 80" in classes.stderr
