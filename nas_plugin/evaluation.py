@@ -21,19 +21,22 @@ VAL_BATCH = 16  # `yolo val`'s default: rectangular val batches depend on it, so
 class AccuracyEvaluator:
     """`evaluator(archs)` -> one {'map50', 'map50_95', 'params', 'gflops'} per arch, for a whole generation at once."""
 
-    def __init__(self, supernet, data, imgsz, work_dir, calib_batches=4, val_images=None, seed=0, device="cpu"):
+    def __init__(self, supernet, data, imgsz, work_dir, calib_batches=2, val_images=None, seed=0, device="cpu"):
         self.supernet, self.imgsz, self.device = supernet, imgsz, device
         self.data_yaml = str(data)
         checked = check_dataset(data, supernet)
         self.calib = calibration_batches(checked, imgsz, VAL_BATCH, calib_batches, seed)
         self.calib_images = sum(len(b) for b in self.calib)
         self.val_data = self.data_yaml
-        if val_images:  # a seeded subset of the val split for ranking during the search
+        self.on_subset = False  # True: ranks on a seeded subset of the val split; the front is re-scored on all
+        if val_images:
             from ultralytics.data.utils import IMG_FORMATS
 
             folder = Path(checked["val"])
             files = sorted(str(p) for p in folder.rglob("*") if p.suffix[1:].lower() in IMG_FORMATS)
-            subset = sorted(random.Random(seed).sample(files, min(val_images, len(files))))
+            self.on_subset = val_images < len(files)
+        if self.on_subset:
+            subset = sorted(random.Random(seed).sample(files, val_images))
             write_text(Path(work_dir) / "val_subset.txt", "\n".join(subset) + "\n")
             cfg = {"path": str(Path(work_dir).resolve()), "train": checked["train"], "val": "val_subset.txt", "names": checked["names"]}
             self.val_data = str(Path(work_dir) / "val_subset.yaml")

@@ -81,19 +81,24 @@ def save_subnet(model, arch, out_dir, source="", calib=None, train_args=None):
     re-estimated on them first; without, it keeps the supernet's (shared by all subnets, right for none).
     `train_args` (e.g. imgsz, data) become the defaults of `yolo val/predict` for the checkpoint.
     """
-    out = Path(out_dir)
-    space = space_from_model(model)
     arch = set_arch(model, arch)
     static = extract(model, arch)
     if calib:
         recalibrate_bn(static, calib)
+    calib_images = sum(len(b) for b in calib or [])
+    return write_subnet(static, arch, space_from_model(model), out_dir, source, calib_images, train_args)
+
+
+def write_subnet(static, arch, space, out_dir, source="", calib_images=0, train_args=None):
+    """Write the files of an extracted (and maybe recalibrated on `calib_images` images) subnet; returns it."""
+    out = Path(out_dir)
     args = static.args if isinstance(static.args, dict) else vars(static.args)
     ckpt = {
         "date": datetime.now().astimezone().isoformat(),
         "version": __import__("ultralytics").__version__,
         "model": static,  # float32: inherited weights stay bit-exact
         "train_args": {k: args[k] for k in _CKPT_ARGS if k in args} | {"task": "detect"} | (train_args or {}),
-        "nas": {"arch": arch, "space": space, "supernet": str(source), "bn_calibration_images": sum(len(b) for b in calib or []), "nas_plugin": __version__},
+        "nas": {"arch": arch, "space": space, "supernet": str(source), "bn_calibration_images": calib_images, "nas_plugin": __version__},
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "arch.json", arch)

@@ -4,7 +4,7 @@ import shutil
 
 from .errors import NASError
 from .evaluation import AccuracyEvaluator
-from .extract import save_subnet
+from .extract import write_subnet
 from .files import write_json
 from .lut import load_lut, predict_us
 from .search import History, non_dominated, run_search, write_outputs
@@ -47,19 +47,23 @@ def run_job(args, out):
             f"{fastest['latency_ms']:.2f} ms, {fastest['params'] / 1e6:.2f} M params, {fastest['gflops']:.2f} GFLOPs; "
             f"raise the budget (history in {out / 'history.csv'})."
         )
-    if args.val_images:  # ranked on a subset: the front's reported accuracy is on the whole val split
-        for r in front:
-            r["map50"], r["map50_95"] = evaluator.validate(evaluator.static(r["arch"]), args.data)
+    models = {}  # each front member is extracted and recalibrated once, to re-score it and to write it
+    for r in TQDM(front, desc="preparing the front"):
+        models[arch_key(r["arch"])] = model = evaluator.static(r["arch"])
+        if evaluator.on_subset:  # ranked on a subset: the front's reported accuracy is on the whole val split
+            r["map50"], r["map50_95"] = evaluator.validate(model, args.data)
+    if evaluator.on_subset:
         front = non_dominated(front, args.objective)
         history = History(out / "history.csv").load()
         write_outputs(out, history, front, args.objective, budgets, {"max": max_arch(space), "min": min_arch(space)})
     shutil.rmtree(out / "front", ignore_errors=True)
+    shutil.rmtree(out / "best", ignore_errors=True)
     train_args = {"imgsz": imgsz, "data": str(args.data)}
-    for i, r in enumerate(TQDM(front, desc="writing the front")):
-        save_subnet(supernet, r["arch"], out / "front" / str(i), source=args.weights, calib=evaluator.calib, train_args=train_args)
+    for i, r in enumerate(front):
+        write_subnet(models[arch_key(r["arch"])], r["arch"], space, out / "front" / str(i), args.weights, evaluator.calib_images, train_args)
     best = max(front, key=lambda r: r[args.objective])
-    save_subnet(supernet, best["arch"], out / "best", source=args.weights, calib=evaluator.calib, train_args=train_args)
     i_best = [arch_key(r["arch"]) for r in front].index(arch_key(best["arch"]))
+    shutil.copytree(out / "front" / str(i_best), out / "best")
     LOGGER.info(
         f"search done: {len(rows)} subnets evaluated, front of {len(front)} in {out / 'front'}; best within budgets: "
         f"front/{i_best} ({args.objective} {best[args.objective]:.4f}, {best['latency_ms']:.2f} ms) copied to {out / 'best'}"
