@@ -1,13 +1,14 @@
 #!/usr/bin/env python
 """Cost of the search on the demo dataset: one subnet evaluation, and a population x generations search.
 
-    python benchmarks/bench_search.py [--weights SUPERNET.pt] [--imgsz 160] [--evals 8] [--val 100]
-        [--population 50] [--generations 20] [--run-search]
+    python benchmarks/bench_search.py [--weights SUPERNET.pt] [--data DATA.yaml] [--lut LUT.json] [--imgsz 160]
+        [--evals 8] [--val 100] [--calib-batches 2] [--population 50] [--generations 20] [--run-search]
 
-Times `--evals` subnet evaluations (extract + BN recalibration on 4 x 16 train images + stock validation on the
-val split) split into their parts, and estimates a population x generations search from them (NSGA-II evaluates
-about `population` new subnets per generation; duplicates are skipped). With --run-search it also runs the search
-for real with tools/search.py. Writes benchmarks/results/search.json.
+Times `--evals` subnet evaluations (extract + BN recalibration on --calib-batches x 16 train images + stock
+validation on the val split) split into their parts, and estimates a population x generations search from them
+(NSGA-II evaluates about `population` new subnets per generation; duplicates are skipped). With --run-search it
+also runs the search for real with tools/search.py (building a LUT first unless --lut is given). Without --data it
+makes the demo dataset (200 train / --val val images). Writes benchmarks/results/search.json.
 """
 
 import argparse
@@ -27,6 +28,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "search.json"
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", default=str(ROOT / "model_yamls" / "yolov8n-mbconv-supernet.yaml"))
+    p.add_argument("--data", help="dataset YAML (default: make the demo dataset)")
+    p.add_argument("--lut", help="latency table for --run-search (default: build one)")
+    p.add_argument("--calib-batches", type=int, default=2)
     p.add_argument("--imgsz", type=int, default=160)
     p.add_argument("--evals", type=int, default=8)
     p.add_argument("--val", type=int, default=100, help="val images of the demo dataset")
@@ -44,7 +48,7 @@ def main():
     from nas_plugin.synthetic_data import make_dataset
 
     work = Path(args.work)
-    data = make_dataset(work / "data", train=200, val=args.val, imgsz=args.imgsz, seed=0, exist_ok=True)
+    data = Path(args.data) if args.data else make_dataset(work / "data", train=200, val=args.val, imgsz=args.imgsz, seed=0, exist_ok=True)
     weights = Path(args.weights)
     if weights.suffix != ".pt":  # the untrained YAML needs the dataset's class count
         six = work / "yolov8n-six-supernet.yaml"
@@ -52,7 +56,7 @@ def main():
         weights = six
     supernet = load_supernet(weights)
     space = space_from_model(supernet)
-    evaluator = AccuracyEvaluator(supernet, data, args.imgsz, work, calib_batches=4, val_images=args.val_images)
+    evaluator = AccuracyEvaluator(supernet, data, args.imgsz, work, calib_batches=args.calib_batches, val_images=args.val_images)
     from nas_plugin.calibration import recalibrate_bn
 
     parts = {"extract_s": [], "bn_recalibration_s": [], "validation_s": [], "total_s": []}
@@ -78,17 +82,18 @@ def main():
         "settings": vars(args), "evaluation_median_s": med, "search_estimate_min": estimate_min,
     }  # fmt: skip
     if args.run_search:
-        lut = work / "lut.json"
+        lut = Path(args.lut) if args.lut else work / "lut.json"
         if not lut.exists():
             subprocess.run([sys.executable, ROOT / "tools" / "build_lut.py", "--model", weights, "--imgsz", str(args.imgsz), "--backend", "openvino", "--out", lut], check=True)
         t = time.time()
         cmd = [sys.executable, ROOT / "tools" / "search.py", "--weights", weights, "--data", data, "--lut", lut, "--population", str(args.population),
-               "--generations", str(args.generations), "--out", work / "search", "--resume"]  # fmt: skip
+               "--generations", str(args.generations), "--calib-batches", str(args.calib_batches), "--out", work / "search", "--resume"]  # fmt: skip
         if args.val_images:
             cmd += ["--val-images", str(args.val_images)]
         subprocess.run([str(c) for c in cmd], check=True)
         result["search_wall_min"] = (time.time() - t) / 60
-        print(f"search wall time: {result['search_wall_min']:.1f} min")
+        result["search_evaluations"] = len((work / "search" / "history.csv").read_text().splitlines()) - 1
+        print(f"search wall time: {result['search_wall_min']:.1f} min for {result['search_evaluations']} evaluated subnets")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"written {RESULTS}")

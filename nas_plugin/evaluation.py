@@ -6,9 +6,12 @@ BatchNorm statistics re-estimated on a fixed, seeded set of training images, the
 reproduces the recorded mAP on the same validation images.
 """
 
+import contextlib
+import os
 import random
 from pathlib import Path
 
+import torch
 import yaml
 
 from .calibration import calibration_batches, check_dataset, recalibrate_bn
@@ -16,6 +19,18 @@ from .extract import extract
 from .files import write_text
 
 VAL_BATCH = 16  # `yolo val`'s default: rectangular val batches depend on it, so the mAP does too
+
+
+@contextlib.contextmanager
+def _all_cores():
+    """Torch on every core: Ultralytics' validator leaves one to data-loader workers, which recalibration has none of
+    (1.5x faster recalibration on 2 cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class AccuracyEvaluator:
@@ -44,7 +59,8 @@ class AccuracyEvaluator:
 
     def static(self, arch):
         """The subnet as it will be written: extracted, BN recalibrated."""
-        return recalibrate_bn(extract(self.supernet, arch), self.calib)
+        with _all_cores():
+            return recalibrate_bn(extract(self.supernet, arch), self.calib)
 
     def validate(self, model, data=None):
         """(mAP50, mAP50-95) of a static model by the stock validator."""

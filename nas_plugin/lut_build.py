@@ -88,7 +88,12 @@ def subnet_onnx(supernet, arch, imgsz, batch, path):
     """Export `arch` as Ultralytics deploys it (extracted, fused, decoded boxes) to ONNX; returns its inputs."""
     from .extract import extract
 
-    static = export_ready(extract(supernet, arch).fuse(verbose=False))
+    return model_onnx(extract(supernet, arch), imgsz, batch, path)
+
+
+def model_onnx(model, imgsz, batch, path):
+    """Export a static detection model as Ultralytics deploys it (fused, decoded boxes) to ONNX; returns its inputs."""
+    static = export_ready(copy.deepcopy(model).fuse(verbose=False))
     return export_onnx(static, [(batch, static.yaml.get("channels", 3), imgsz, imgsz)], path)
 
 

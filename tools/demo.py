@@ -1,71 +1,169 @@
 #!/usr/bin/env python
-"""Run the nas_plugin pipeline end to end on the built-in synthetic dataset (no downloads).
+"""Run the whole nas_plugin pipeline on the built-in synthetic dataset (no downloads), as a user would.
 
-    python tools/demo.py [--out DIR] [--quick]
+    python tools/demo.py [--out DIR] [--quick] [--model SUPERNET.yaml] [--latency-budget MS]
 
-Steps: make the dataset -> train the supernet with stock Ultralytics -> extract the largest and smallest subnets
-as standard YOLO models (BatchNorm recalibrated on training images) -> validate them with stock Ultralytics -> print
-a summary. Re-running reuses what exists.
+Steps, each the command a user would type (printed before it runs): make the dataset -> train the supernet with
+stock `yolo train` -> build an OpenVINO CPU f32 latency table -> validate it against whole subnets -> NSGA-II
+search under a latency budget -> fine-tune the best subnet with stock `yolo train` -> export it to ONNX and
+OpenVINO with stock `yolo export` -> a summary of the best subnet vs the largest and smallest (accuracy, predicted
+and measured latency), written to DIR/summary.json. Re-running skips the finished steps and resumes the others.
 """
 
 import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from nas_plugin.cli import run
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = {  # dataset size, image size, epochs
-    "quick": dict(train=32, val=8, imgsz=64, epochs=1, batch=8),
-    "default": dict(train=400, val=100, imgsz=160, epochs=10, batch=16),
-}
+YOLO_CLI = str(Path(sys.executable).with_name("yolo"))  # the stock CLI of this environment
+SETTINGS = {
+    "quick": dict(train=32, val=8, imgsz=64, batch=8, nbs=32, epochs=1, lut_rounds=1, lut_calib=2, val_samples=3,
+                  val_rounds=3, population=6, generations=2, finetune_epochs=1, latency_rounds=5),
+    "default": dict(train=400, val=100, imgsz=160, batch=8, nbs=32, epochs=10, lut_rounds=3, lut_calib=8, val_samples=10,
+                    val_rounds=10, population=20, generations=6, finetune_epochs=3, latency_rounds=15),
+}  # fmt: skip
+
+
+def sh(*cmd):
+    """Run one step's command as a user would, echoing it; a failing step stops the demo with its exit status."""
+    cmd = [str(c) for c in cmd]
+    shown = {sys.executable: "python", YOLO_CLI: "yolo"}
+    print("  $ " + " ".join(shown.get(c, c) for c in cmd), flush=True)
+    code = subprocess.run(cmd).returncode
+    if code:
+        raise SystemExit(code)
+
+
+def yolo_train(run_dir, model, data, cfg, epochs):
+    """Stock `yolo train`, resumed when an earlier run of the demo was interrupted."""
+    from nas_plugin.run_files import train_done
+
+    last = run_dir / "weights" / "last.pt"
+    if train_done(run_dir):
+        return
+    if last.is_file():
+        sh(YOLO_CLI, "train", "resume", f"model={last}")
+        return
+    sh(YOLO_CLI, "train", f"model={model}", f"data={data}", f"epochs={epochs}", f"imgsz={cfg['imgsz']}", f"batch={cfg['batch']}",
+       f"nbs={cfg['nbs']}", "workers=0", "device=cpu", f"project={run_dir.parent}", f"name={run_dir.name}", "exist_ok=True")  # fmt: skip
+
+
+def history_row(search_dir, arch):
+    """The search's record of `arch` (history.csv)."""
+    with open(search_dir / "history.csv") as f:
+        return next(r for r in csv.DictReader(f) if json.loads(r["arch"]) == arch)
+
+
+def summary(out, cfg, supernet_pt, best_dir, finetune_dir, budget):
+    """Best subnet vs max and min: accuracy, predicted (table) and measured (whole model, interleaved) latency."""
+    from nas_plugin.files import write_json
+    from nas_plugin.run_files import final_metrics
+    from nas_plugin.lut import load_lut, predict_us
+    from nas_plugin.lut_build import measure_subnets
+    from nas_plugin.lut_report import backend_for
+    from nas_plugin.space import max_arch, min_arch
+    from nas_plugin.supernet import load_supernet, space_from_model
+
+    supernet = load_supernet(supernet_pt)
+    space = space_from_model(supernet)
+    lut = load_lut(out / "lut.json", space)
+    named = {"best": json.loads((best_dir / "arch.json").read_text()), "max": max_arch(space), "min": min_arch(space)}
+    measured = measure_subnets(supernet, list(named.values()), lut, backend_for(lut), rounds=cfg["latency_rounds"], desc="best, max, min")
+    rows = []
+    for (name, arch), stats in zip(named.items(), measured):
+        h = history_row(out / "search", arch)
+        rows.append({
+            "subnet": name, "params_M": int(h["params"]) / 1e6, "gflops": float(h["gflops"]), "map50_95": float(h["map50_95"]),
+            "map50": float(h["map50"]), "predicted_ms": predict_us(lut, space, arch) / 1000, "measured_ms": stats["median_us"] / 1000,
+        })  # fmt: skip
+    map50_95, map50 = final_metrics(finetune_dir)
+    rows.append({**rows[0], "subnet": "best, fine-tuned", "map50_95": map50_95, "map50": map50})
+    print(f"\nSummary (OpenVINO CPU f32, imgsz {cfg['imgsz']}, latency budget {budget:.2f} ms; subnets scored with inherited weights and recalibrated BN):")
+    print(f"{'subnet':>17} {'params(M)':>9} {'GFLOPs':>7} {'mAP50-95':>9} {'mAP50':>7} {'predicted ms':>12} {'measured ms':>11}")
+    for r in rows:
+        print(f"{r['subnet']:>17} {r['params_M']:>9.2f} {r['gflops']:>7.2f} {r['map50_95']:>9.4f} {r['map50']:>7.4f} {r['predicted_ms']:>12.2f} {r['measured_ms']:>11.2f}")
+    plots = {
+        "supernet training": out / "supernet" / "results.png", "latency table validation": out / "lut_validation" / "lut_validation.png",
+        "search front": out / "search" / "pareto.png", "fine-tuning": finetune_dir / "results.png",
+    }  # fmt: skip
+    print("\nPlots:\n" + "\n".join(f"  {k}: {v}" for k, v in plots.items() if v.exists()))
+    write_json(out / "summary.json", {"settings": cfg, "latency_budget_ms": budget, "rows": rows, "plots": {k: str(v) for k, v in plots.items()}})
+    return rows
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/nas_demo", help="output directory (default: runs/nas_demo)")
-    p.add_argument("--quick", action="store_true", help="tiny settings that finish in about a minute")
+    p.add_argument("--quick", action="store_true", help="tiny settings that check the pipeline in a few minutes")
+    p.add_argument("--model", default=str(ROOT / "model_yamls" / "yolov8n-mbconv-supernet.yaml"), help="supernet model YAML")
+    p.add_argument("--latency-budget", type=float, help="search budget in ms (default: halfway between the smallest and largest subnet)")
     args = p.parse_args(argv)
     cfg = SETTINGS["quick" if args.quick else "default"]
     out = Path(args.out).resolve()
+    t0 = time.time()
 
-    from ultralytics import YOLO
-
-    from nas_plugin.calibration import calibration_batches, check_dataset
-    from nas_plugin.extract import save_subnet
-    from nas_plugin.space import max_arch, min_arch
-    from nas_plugin.supernet import load_supernet, space_from_model
-    from nas_plugin.synthetic_data import make_dataset
+    def step(n, title):
+        print(f"\n[{n}/8] {title} ({time.time() - t0:.0f} s)", flush=True)
 
     data = out / "data" / "data.yaml"
+    step(1, "synthetic dataset")
     if not data.is_file():
-        make_dataset(data.parent, train=cfg["train"], val=cfg["val"], imgsz=cfg["imgsz"], seed=0, exist_ok=True)
-    print(f"[1/4] dataset: {data}")
+        sh(sys.executable, ROOT / "tools" / "make_dataset.py", "--out", data.parent, "--train", cfg["train"], "--val", cfg["val"], "--imgsz", cfg["imgsz"], "--exist-ok")
 
-    weights = out / "supernet" / "weights" / "last.pt"
-    if not weights.is_file():
-        YOLO(str(ROOT / "model_yamls" / "yolov8n-mbconv-supernet.yaml")).train(
-            data=str(data), epochs=cfg["epochs"], imgsz=cfg["imgsz"], batch=cfg["batch"], workers=0, device="cpu",
-            project=str(out), name="supernet", exist_ok=True,
-        )
-    print(f"[2/4] supernet: {weights}")
+    step(2, "supernet training (stock yolo train, subnets sampled per batch)")
+    yolo_train(out / "supernet", args.model, data, cfg, cfg["epochs"])
+    supernet_pt = out / "supernet" / "weights" / "last.pt"
 
-    supernet = load_supernet(weights)
-    space = space_from_model(supernet)
-    calib = calibration_batches(check_dataset(data, supernet), cfg["imgsz"], cfg["batch"], 4)  # BN per subnet
-    rows = []
-    for name, arch in (("max", max_arch(space)), ("min", min_arch(space))):
-        static = save_subnet(supernet, arch, out / "subnets" / name, source=weights, calib=calib)
-        rows.append((name, sum(p.numel() for p in static.parameters()), out / "subnets" / name / "model.pt"))
-    print(f"[3/4] subnets: {out / 'subnets'}")
+    step(3, "latency table, OpenVINO CPU f32")
+    lut = out / "lut.json"
+    sh(sys.executable, ROOT / "tools" / "build_lut.py", "--model", supernet_pt, "--imgsz", cfg["imgsz"], "--backend", "openvino",
+       "--rounds", cfg["lut_rounds"], "--calib-subnets", cfg["lut_calib"], "--out", lut, "--resume")  # fmt: skip
 
-    print("[4/4] validating with stock Ultralytics")
-    table = []
-    for name, params, model in rows:
-        m = YOLO(str(model)).val(data=str(data), imgsz=cfg["imgsz"], batch=cfg["batch"], device="cpu", plots=False, verbose=False, project=str(out), name=f"val_{name}", exist_ok=True)
-        table.append(f"{name:>6} {params:>12,} {m.box.map50:>8.3f} {m.box.map:>10.3f}  {model}")
-    print(f"\n{'subnet':>6} {'params':>12} {'mAP50':>8} {'mAP50-95':>10}  model\n" + "\n".join(table))
+    step(4, "latency table vs whole subnets measured end to end")
+    if not (out / "lut_validation" / "lut_validation.json").is_file():
+        sh(sys.executable, ROOT / "tools" / "validate_lut.py", "--lut", lut, "--model", supernet_pt, "--samples", cfg["val_samples"],
+           "--rounds", cfg["val_rounds"], "--out", out / "lut_validation")  # fmt: skip
+
+    step(5, "NSGA-II search (accuracy x latency)")
+    budget = args.latency_budget or default_budget(supernet_pt, lut)
+    search = out / "search"
+    if not (search / "best" / "model.pt").is_file():
+        sh(sys.executable, ROOT / "tools" / "search.py", "--weights", supernet_pt, "--data", data, "--lut", lut, "--latency-budget", f"{budget:.3f}",
+           "--population", cfg["population"], "--generations", cfg["generations"], "--out", search, *(["--resume"] if (search / "history.csv").exists() else []))  # fmt: skip
+
+    step(6, "fine-tune the best subnet from its inherited weights (stock yolo train)")
+    finetune = out / "finetune"
+    yolo_train(finetune, search / "best" / "model.pt", data, cfg, cfg["finetune_epochs"])
+
+    step(7, "export the fine-tuned subnet (stock yolo export)")
+    best_pt = finetune / "weights" / "best.pt"
+    for fmt, path in (("onnx", best_pt.with_suffix(".onnx")), ("openvino", best_pt.parent / "best_openvino_model")):
+        if not path.exists():
+            sh(YOLO_CLI, "export", f"model={best_pt}", f"format={fmt}", f"imgsz={cfg['imgsz']}")
+
+    step(8, "summary")
+    summary(out, cfg, supernet_pt, search / "best", finetune, budget)
+    print(f"\nDeploy it like any YOLO model: yolo predict model={best_pt.parent / 'best_openvino_model'} source=...")
+    print(f"Done in {time.time() - t0:.0f} s; everything is in {out}")
     if args.quick:
-        print("\n--quick trains one epoch on 32 images to check the pipeline: an mAP near 0 is expected here.")
+        print("--quick trains one epoch on 32 images to check the pipeline: accuracies near 0 are expected here.")
+
+
+def default_budget(supernet_pt, lut_path):
+    """Halfway between the smallest and the largest subnet's predicted latency."""
+    from nas_plugin.lut import load_lut, predict_us
+    from nas_plugin.space import max_arch, min_arch
+    from nas_plugin.supernet import load_supernet, space_from_model
+
+    space = space_from_model(load_supernet(supernet_pt))
+    lut = load_lut(lut_path, space)
+    return (predict_us(lut, space, min_arch(space)) + predict_us(lut, space, max_arch(space))) / 2000
 
 
 if __name__ == "__main__":
