@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "search.json"
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def main():
@@ -42,6 +42,7 @@ def main():
     args = p.parse_args()
 
     from nas_plugin.evaluation import AccuracyEvaluator
+    from nas_plugin.files import write_json
     from nas_plugin.extract import extract
     from nas_plugin.space import random_arch
     from nas_plugin.supernet import load_supernet, space_from_model
@@ -57,15 +58,13 @@ def main():
     supernet = load_supernet(weights)
     space = space_from_model(supernet)
     evaluator = AccuracyEvaluator(supernet, data, args.imgsz, work, calib_batches=args.calib_batches, val_images=args.val_images)
-    from nas_plugin.calibration import recalibrate_bn
-
     parts = {"extract_s": [], "bn_recalibration_s": [], "validation_s": [], "total_s": []}
     for i in range(args.evals):
         arch = random_arch(space, seed=i)
         t0 = time.perf_counter()
         model = extract(supernet, arch)
         t1 = time.perf_counter()
-        recalibrate_bn(model, evaluator.calib)
+        evaluator.recalibrate(model)
         t2 = time.perf_counter()
         evaluator.validate(model)
         t3 = time.perf_counter()
@@ -94,9 +93,9 @@ def main():
         result["search_wall_min"] = (time.time() - t) / 60
         result["search_evaluations"] = len((work / "search" / "history.csv").read_text().splitlines()) - 1
         print(f"search wall time: {result['search_wall_min']:.1f} min for {result['search_evaluations']} evaluated subnets")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"written {RESULTS}")
+    out = RESULTS / f"search_{args.population}x{args.generations}.json" if args.run_search else RESULTS / "search_evaluation.json"
+    write_json(out, json.loads(json.dumps(result, default=str)))
+    print(f"written {out}")
 
 
 if __name__ == "__main__":

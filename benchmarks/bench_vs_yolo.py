@@ -2,9 +2,10 @@
 """Searched subnets vs stock YOLOv8 on the demo dataset: mAP50-95 against OpenVINO CPU f32 latency.
 
     python benchmarks/bench_vs_yolo.py [--search runs/nas_demo/search] [--data runs/nas_demo/data/data.yaml]
-        [--epochs 20] [--batch 8] [--nbs 32] [--front 2] [--rounds 20] [--work runs/bench_vs_yolo]
+        [--epochs 20] [--batch 8] [--nbs 32] [--front 2] [--jobs 2] [--rounds 20] [--work runs/bench_vs_yolo]
 
-Every model is trained with one budget (same epochs and hyperparameters, stock `YOLO.train`): stock YOLOv8n and a
+Every model is trained with one budget (same epochs and hyperparameters, stock `yolo train`; --jobs trainings at
+once, since Ultralytics trains on one thread of a 2-core CPU): stock YOLOv8n and a
 smaller YOLOv8 scaling (depth 0.33, width 0.125) from their YAMLs, and `--front` members of a finished search
 (`tools/demo.py` makes one; the fastest and the most accurate within budget), each fine-tuned from its inherited
 weights and trained from scratch from its model.yaml. Each trained best.pt is then scored with stock `val` and
@@ -16,6 +17,8 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -57,6 +60,7 @@ def main():
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--nbs", type=int, default=32)
     p.add_argument("--front", type=int, default=2, help="front members to train (fastest .. most accurate)")
+    p.add_argument("--jobs", type=int, default=2, help="trainings run at once (each logs to WORK/<model>.log)")
     p.add_argument("--rounds", type=int, default=20, help="interleaved latency rounds")
     p.add_argument("--work", default="runs/bench_vs_yolo")
     args = p.parse_args()
@@ -80,19 +84,28 @@ def main():
         models[f"front/{i} fine-tuned"] = ("searched, inherited weights", search / "front" / str(i) / "model.pt")
         models[f"front/{i} scratch"] = ("searched, from scratch", search / "front" / str(i) / "model.yaml")
 
-    train = dict(data=str(args.data), epochs=args.epochs, imgsz=imgsz, batch=args.batch, nbs=args.nbs, workers=0, device="cpu")
+    run_dirs = {name: work / name.replace("/", "_").replace(" ", "_") for name in models}
+    todo = [name for name in models if not train_done(run_dirs[name])]
+    yolo_cli = Path(sys.executable).with_name("yolo")
+    procs = []
+    for name in todo:  # finished runs are reused; an interrupted one is trained again from its start
+        while sum(p.poll() is None for p in procs) >= args.jobs:
+            time.sleep(5)
+        cmd = [yolo_cli, "train", f"model={models[name][1]}", f"data={args.data}", f"epochs={args.epochs}", f"imgsz={imgsz}",
+               f"batch={args.batch}", f"nbs={args.nbs}", "workers=0", "device=cpu", f"project={work}", f"name={run_dirs[name].name}", "exist_ok=True"]  # fmt: skip
+        print(f"training {name}: log in {run_dirs[name]}.log", flush=True)
+        with open(f"{run_dirs[name]}.log", "w") as log:
+            procs.append(subprocess.Popen([str(c) for c in cmd], stdout=log, stderr=subprocess.STDOUT))
+    if any(p.wait() for p in procs) or not all(train_done(d) for d in run_dirs.values()):
+        raise SystemExit(f"a training failed; see the logs in {work}")
+
     rows = []
     for name, (kind, source) in models.items():
-        run_dir = work / name.replace("/", "_").replace(" ", "_")
-        t = time.time()
-        if not train_done(run_dir):
-            YOLO(str(source)).train(**train, project=str(work), name=run_dir.name, exist_ok=True)
-        model = YOLO(str(run_dir / "weights" / "best.pt"))
-        m = model.val(data=str(args.data), imgsz=imgsz, batch=16, device="cpu", plots=False, verbose=False, project=str(work), name=f"val_{run_dir.name}", exist_ok=True)
-        static = model.model.float()
+        model = YOLO(str(run_dirs[name] / "weights" / "best.pt"))
+        m = model.val(data=str(args.data), imgsz=imgsz, batch=16, device="cpu", plots=False, verbose=False, project=str(work), name=f"val_{run_dirs[name].name}", exist_ok=True)
         rows.append({
-            "model": name, "kind": kind, "source": str(source), "params_M": sum(q.numel() for q in static.parameters()) / 1e6,
-            "map50_95": float(m.box.map), "map50": float(m.box.map50), "train_s": time.time() - t, "weights": str(run_dir / "weights" / "best.pt"),
+            "model": name, "kind": kind, "source": str(source), "params_M": sum(q.numel() for q in model.model.parameters()) / 1e6,
+            "map50_95": float(m.box.map), "map50": float(m.box.map50), "weights": str(run_dirs[name] / "weights" / "best.pt"),
         })  # fmt: skip
 
     backend = get_backend("openvino", "CPU", "f32")

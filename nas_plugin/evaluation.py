@@ -59,8 +59,12 @@ class AccuracyEvaluator:
 
     def static(self, arch):
         """The subnet as it will be written: extracted, BN recalibrated."""
+        return self.recalibrate(extract(self.supernet, arch))
+
+    def recalibrate(self, model):
+        """`model` with BatchNorm statistics re-estimated on the calibration batches, on every core."""
         with _all_cores():
-            return recalibrate_bn(extract(self.supernet, arch), self.calib)
+            return recalibrate_bn(model, self.calib)
 
     def validate(self, model, data=None):
         """(mAP50, mAP50-95) of a static model by the stock validator."""
