@@ -38,7 +38,7 @@ def main():
     p.add_argument("--population", type=int, default=50)
     p.add_argument("--generations", type=int, default=20)
     p.add_argument("--run-search", action="store_true")
-    p.add_argument("--work", default="/tmp/nas_bench_search")
+    p.add_argument("--work", default="runs/bench_search")
     args = p.parse_args()
 
     from nas_plugin.evaluation import AccuracyEvaluator
