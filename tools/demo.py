@@ -54,8 +54,12 @@ def yolo_train(run_dir, model, data, cfg, epochs):
        f"nbs={cfg['nbs']}", "workers=0", "device=cpu", f"project={run_dir.parent}", f"name={run_dir.name}", "exist_ok=True")  # fmt: skip
 
 
-def history_row(search_dir, arch):
-    """The search's record of `arch` (history.csv)."""
+def search_row(search_dir, arch):
+    """The search's record of `arch`: its front entry (scored on the whole val split) if it has one, else history.csv."""
+    front = json.loads((search_dir / "pareto.json").read_text())["front"]
+    in_front = [r for r in front if r["arch"] == arch]
+    if in_front:
+        return in_front[0]
     with open(search_dir / "history.csv") as f:
         return next(r for r in csv.DictReader(f) if json.loads(r["arch"]) == arch)
 
@@ -77,7 +81,7 @@ def summary(out, cfg, supernet_pt, best_dir, finetune_dir, budget):
     measured = measure_subnets(supernet, list(named.values()), lut, backend_for(lut), rounds=cfg["latency_rounds"], desc="best, max, min")
     rows = []
     for (name, arch), stats in zip(named.items(), measured):
-        h = history_row(out / "search", arch)
+        h = search_row(out / "search", arch)
         rows.append({
             "subnet": name, "params_M": int(h["params"]) / 1e6, "gflops": float(h["gflops"]), "map50_95": float(h["map50_95"]),
             "map50": float(h["map50"]), "predicted_ms": predict_us(lut, space, arch) / 1000, "measured_ms": stats["median_us"] / 1000,
