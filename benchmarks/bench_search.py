@@ -8,7 +8,8 @@ Times `--evals` subnet evaluations (extract + BN recalibration on --calib-batche
 validation on the val split) split into their parts, and estimates a population x generations search from them
 (NSGA-II evaluates about `population` new subnets per generation; duplicates are skipped). With --run-search it
 also runs the search for real with tools/search.py (building a LUT first unless --lut is given). Without --data it
-makes the demo dataset (200 train / --val val images). Writes benchmarks/results/search.json.
+makes the demo dataset (200 train / --val val images). Writes benchmarks/results/search_evaluation.json, or with
+--run-search search_<population>x<generations>.json.
 """
 
 import argparse

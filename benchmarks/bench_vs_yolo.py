@@ -65,7 +65,6 @@ def main():
     p.add_argument("--work", default="runs/bench_vs_yolo")
     args = p.parse_args()
 
-    import torch
     from ultralytics import YOLO
 
     from nas_plugin.backends import get_backend, timing_stats
@@ -99,9 +98,10 @@ def main():
     if any(p.wait() for p in procs) or not all(train_done(d) for d in run_dirs.values()):
         raise SystemExit(f"a training failed; see the logs in {work}")
 
-    rows = []
+    rows, nets = [], []
     for name, (kind, source) in models.items():
         model = YOLO(str(run_dirs[name] / "weights" / "best.pt"))
+        nets.append(model.model)
         m = model.val(data=str(args.data), imgsz=imgsz, batch=16, device="cpu", plots=False, verbose=False, project=str(work), name=f"val_{run_dirs[name].name}", exist_ok=True)
         rows.append({
             "model": name, "kind": kind, "source": str(source), "params_M": sum(q.numel() for q in model.model.parameters()) / 1e6,
@@ -111,9 +111,9 @@ def main():
     backend = get_backend("openvino", "CPU", "f32")
     with tempfile.TemporaryDirectory() as tmp:
         onnx = []
-        for r in rows:
+        for net in nets:
             path = str(Path(tmp) / f"{len(onnx)}.onnx")
-            onnx.append((path, model_onnx(torch.load(r["weights"], map_location="cpu", weights_only=False)["model"].float(), imgsz, 1, path)))
+            onnx.append((path, model_onnx(net.float(), imgsz, 1, path)))
         ref = backend.compile(*onnx[0])  # YOLOv8n: every model is timed relative to it in the same rounds
         ref_us = timing_stats(ref.time(warmup=20, repeats=200), 20)["median_us"]
         stats = measure_interleaved(backend, onnx, (ref, ref_us), rounds=args.rounds)

@@ -92,8 +92,8 @@ def subnet_onnx(supernet, arch, imgsz, batch, path):
 
 
 def model_onnx(model, imgsz, batch, path):
-    """Export a static detection model as Ultralytics deploys it (fused, decoded boxes) to ONNX; returns its inputs."""
-    static = export_ready(copy.deepcopy(model).fuse(verbose=False))
+    """Export a static detection model as Ultralytics deploys it (fused in place, decoded boxes) to ONNX; returns its inputs."""
+    static = export_ready(model.fuse(verbose=False))
     return export_onnx(static, [(batch, static.yaml.get("channels", 3), imgsz, imgsz)], path)
 
 

@@ -62,7 +62,7 @@ def run_job(args, out):
     for i, r in enumerate(front):
         write_subnet(models[arch_key(r["arch"])], r["arch"], space, out / "front" / str(i), args.weights, evaluator.calib_images, train_args)
     best = max(front, key=lambda r: r[args.objective])
-    i_best = [arch_key(r["arch"]) for r in front].index(arch_key(best["arch"]))
+    i_best = front.index(best)
     shutil.copytree(out / "front" / str(i_best), out / "best")
     LOGGER.info(
         f"search done: {len(rows)} subnets evaluated, front of {len(front)} in {out / 'front'}; best within budgets: "
