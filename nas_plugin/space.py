@@ -108,6 +108,25 @@ def random_arch(space, seed=None, rng=None):
     return _arch(space, rng.choice)
 
 
+def restrict(space, elastic):
+    """The sub-space in which only the (section, field) pairs in `elastic` keep their choices; others are fixed to
+    their largest (e.g. the kernel-only phase of progressive shrinking)."""
+    out = copy.deepcopy(space)
+    for section, _, unit in units(out):
+        if (section, "depth") not in elastic:
+            unit["depth"] = unit["depth"][-1:]
+        for group in ("per_unit", "per_block"):
+            for key, choices in unit[group].items():
+                if (section, key) not in elastic:
+                    unit[group][key] = choices[-1:]
+    return out
+
+
+def fields(space):
+    """Every (section, field) pair of the space, in gene order."""
+    return list(dict.fromkeys((section, f) for section, _, unit in units(space) for f in _fields(unit)))
+
+
 def bounds(space):
     """Inclusive upper bounds of the integer encoding (lower bounds are all 0)."""
     ub = []

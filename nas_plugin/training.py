@@ -1,21 +1,32 @@
 """Supernet training inside the stock Ultralytics trainer, driven by callbacks (registered by `integration.install`).
 
-One subnet is trained per batch; the trainer's gradient accumulation (`nbs / batch` batches per optimizer update)
-puts several subnets into each update at the memory cost of one. The `sandwich` sampler cycles max, min and
-`num_random` random subnets, so when `nbs / batch == 2 + num_random` (the default batch 16, nbs 64, num_random 2)
-every update holds exactly one sandwich. Which subnet a batch trains depends only on (seed, epoch, batch index):
-DDP ranks agree and a resumed run continues the same sequence.
+The recipe is the `nas:` block of the supernet YAML (`parse_nas_config`):
 
-Before each validation the EMA model's BatchNorm statistics are recalibrated on training images for the smallest
-subnet (validated and logged) and then for the largest, which the stock validator scores, so `best.pt` is chosen by
-the largest subnet's real accuracy. Per-subnet losses and every sampled subnet go to `nas_epochs.csv` and
-`nas_subnets.csv` beside `results.csv`.
+- **Sampling.** The `sandwich` sampler cycles max, min and `num_random` random subnets; `uniform` draws one random
+  subnet. By default one subnet trains per batch and the trainer's gradient accumulation (`nbs / batch` batches
+  per update) mixes several into each update at the memory of one. With `same_batch: true` the whole cycle runs on
+  every batch and its losses go into one backward pass (BigNAS/AttentiveNAS): the students see the images the
+  largest subnet saw, and in-place distillation uses its detached outputs at no extra forward, at the memory of the
+  whole cycle.
+- **Phases** (once-for-all's progressive shrinking): a list of `[name, epoch fraction]`; `max` trains only the
+  largest subnet (the full-network warm-up), each later name makes more choices elastic: a backbone field
+  (`kernel`, `depth`, `expand`), `neck` (every neck choice) or `all`.
+- **Start**: `init:` a checkpoint of the largest subnet (e.g. `yolo train` of its extracted YAML) or of the same
+  supernet; `zero_init:` zeroes the last BatchNorm gamma of every residual MBConv block, so each starts as identity.
+
+Which subnets a batch trains depends only on (seed, epoch, epochs, batch index): DDP ranks agree and a resumed run
+continues the same sequence. Before each validation the EMA model's BatchNorm statistics are recalibrated on
+training images for the smallest subnet (validated and logged) and then for the largest, which the stock validator
+scores, so `best.pt` is chosen by the largest subnet's real accuracy. Per-subnet losses and every trained subnet go
+to `nas_epochs.csv` and `nas_subnets.csv` beside `results.csv`.
 """
 
 import csv
+import math
 import numbers
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -23,54 +34,143 @@ import torch.nn.functional as F
 from .calibration import calibration_batches, recalibrate_bn
 from .errors import NASError
 from .files import atomic_path
-from .space import encode, max_arch, min_arch, random_arch
+from .space import arch_key, encode, fields, max_arch, min_arch, random_arch, restrict
 
 # Attribute access at call time: modules.py registers these callbacks while supernet.py may still be importing it.
 from . import supernet  # noqa: E402  isort: skip
 
 SAMPLERS = ("sandwich", "uniform")
-DEFAULTS = {"sampler": "sandwich", "num_random": 2, "distill": 0.0, "calib_batches": 8, "val_min": True}
+DEFAULTS = {
+    "sampler": "sandwich",
+    "num_random": 2,
+    "same_batch": False,
+    "distill": 0.0,
+    "phases": [["all", 1.0]],
+    "init": None,
+    "zero_init": False,
+    "calib_batches": 8,
+    "val_min": True,
+}
+PHASE_WORDS = ("max", "neck", "all")  # besides backbone field names (kernel, depth, expand, ...)
 EPOCH_COLUMNS = ("epoch", "subnet", "batches", "box_loss", "cls_loss", "dfl_loss", "kd_loss", "mAP50", "mAP50-95")
 
 
-def parse_nas_config(block, source="the model YAML"):
-    """Validate a YAML `nas:` block and fill in defaults; errors name the key, the value and what is allowed."""
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _phases_ok(v):
+    if not isinstance(v, (list, tuple)) or not v:
+        return False
+    if not all(isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) and _is_number(p[1]) and p[1] > 0 for p in v):
+        return False
+    names = [p[0] for p in v]
+    return (
+        len(set(names)) == len(names)
+        and names[-1] == "all"
+        and "max" not in names[1:]
+        and abs(sum(p[1] for p in v) - 1) < 1e-6
+    )
+
+
+def parse_nas_config(block, source="the model YAML", space=None):
+    """Validate a YAML `nas:` block and fill in defaults; errors name the key, the value and what is allowed.
+
+    With `space`, phase names are also checked against the supernet's backbone fields.
+    """
+    if block is not None and not isinstance(block, dict):
+        raise NASError(f"nas: in {source} must be a mapping of options, got {block!r}; allowed options are {sorted(DEFAULTS)}.")
     block = dict(block or {})
     unknown = sorted(set(block) - set(DEFAULTS))
     if unknown:
         raise NASError(f"unknown nas: option(s) {unknown} in {source}; allowed options are {sorted(DEFAULTS)}.")
     cfg = {**DEFAULTS, **block}
-
-    def is_int(v):
-        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
     checks = {
         "sampler": (lambda v: v in SAMPLERS, f"one of {list(SAMPLERS)}"),
-        "num_random": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
-        "distill": (lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and v >= 0, "a number >= 0"),
-        "calib_batches": (lambda v: is_int(v) and v >= 0, "an integer >= 0 (0 turns BN recalibration off)"),
+        "num_random": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+        "same_batch": (lambda v: isinstance(v, bool), "true or false"),
+        "distill": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
+        "phases": (
+            _phases_ok,
+            "a list of [name, epoch fraction] pairs: fractions > 0 that sum to 1, names used once, 'max' only "
+            "first, 'all' last, e.g. [[max, 0.3], [kernel, 0.2], [all, 0.5]]",
+        ),
+        "init": (lambda v: v is None or (isinstance(v, str) and v.endswith(".pt")), "a path to a .pt checkpoint or null"),
+        "zero_init": (lambda v: isinstance(v, bool), "true or false"),
+        "calib_batches": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 turns BN recalibration off)"),
         "val_min": (lambda v: isinstance(v, bool), "true or false"),
     }
     for key, (ok, allowed) in checks.items():
         if not ok(cfg[key]):
             raise NASError(f"nas: {key}={cfg[key]!r} in {source} is not allowed; {key} must be {allowed}.")
+    cfg["phases"] = [[name, float(f)] for name, f in cfg["phases"]]
+    if space is not None:
+        allowed = [*PHASE_WORDS, *dict.fromkeys(f for s, f in fields(space) if s == "backbone")]
+        bad = [name for name, _ in cfg["phases"] if name not in allowed]
+        if bad:
+            raise NASError(f"nas: phases name {bad[0]!r} in {source} is not allowed; phase names are {allowed}.")
     return cfg
 
 
 def cycle(cfg):
-    """The subnet kinds one sampler cycle trains, one per batch."""
+    """The subnet kinds one sampler cycle trains (one per batch, or all on each batch with `same_batch`)."""
     return ["max", "min"] + ["random"] * cfg["num_random"] if cfg["sampler"] == "sandwich" else ["random"]
 
 
-def sample(space, cfg, seed, epoch, batch_index, batches_per_epoch):
-    """(kind, arch) trained at this step: a pure function of its arguments."""
+def phase_ends(cfg, epochs):
+    """The epoch (0-based, exclusive) at which each phase ends."""
+    ends, total = [], 0.0
+    for _, fraction in cfg["phases"]:
+        total += fraction
+        ends.append(round(total * epochs))
+    ends[-1] = epochs
+    return ends
+
+
+def phase_at(cfg, epoch, epochs):
+    """Index of the phase that trains `epoch` (0-based)."""
+    return next((i for i, end in enumerate(phase_ends(cfg, epochs)) if epoch < end), len(cfg["phases"]) - 1)
+
+
+def phase_space(space, cfg, phase):
+    """The sub-space phase `phase` samples from: the choices its own and earlier phases made elastic."""
+    names = {name for name, _ in cfg["phases"][: phase + 1]}
+    elastic = {
+        (section, f)
+        for section, f in fields(space)
+        if "all" in names or (section == "head" and "neck" in names) or (section == "backbone" and f in names)
+    }
+    return restrict(space, elastic)
+
+
+def sample(space, cfg, seed, epoch, batch_index, batches_per_epoch, epochs=1):
+    """[(kind, arch)] trained on this batch, largest first: a pure function of its arguments.
+
+    One subnet per batch (cycling the sampler's kinds over batches), or the whole cycle with `same_batch`. Within a
+    phase that fixes some choices, subnets equal to the phase's largest are trained once and called 'max'.
+    """
+    sub = phase_space(space, cfg, phase_at(cfg, epoch, epochs))
     kinds = cycle(cfg)
-    kind = kinds[(epoch * batches_per_epoch + batch_index) % len(kinds)]
-    if kind == "max":
-        return kind, max_arch(space)
-    if kind == "min":
-        return kind, min_arch(space)
-    return kind, random_arch(space, rng=random.Random(f"nas_plugin:{seed}:{epoch}:{batch_index}"))
+    if cfg["same_batch"]:
+        picks = list(enumerate(kinds))
+    else:
+        j = (epoch * batches_per_epoch + batch_index) % len(kinds)
+        picks = [(j, kinds[j])]
+    largest = max_arch(sub)
+    out = {}
+    for j, kind in picks:
+        if kind == "max":
+            arch = largest
+        elif kind == "min":
+            arch = min_arch(sub)
+        else:
+            arch = random_arch(sub, rng=random.Random(f"nas_plugin:{seed}:{epoch}:{batch_index}:{j}"))
+        out.setdefault(arch_key(arch), ("max" if arch == largest else kind, arch))
+    return list(out.values())
 
 
 def distillation_loss(student, teacher):
@@ -90,28 +190,54 @@ def distillation_loss(student, teacher):
     return cls + box
 
 
-class DistillingCriterion:
-    """Wraps the stock detection loss: on student batches adds `weight` x distillation from the largest subnet.
+def _detached(preds):
+    return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in preds.items()}
 
-    The teacher is the same model with the largest arch active, run on the same images without gradients. The term
-    goes into the summed loss only (as an extra element), so the trainer's loss names and logs stay stock.
+
+class SupernetCriterion:
+    """Wraps the stock detection loss: trains this batch's subnets and adds their distillation terms.
+
+    The model arrives with the batch's first subnet active (its `preds` are given). Further subnets of a same-batch
+    sandwich run here on the same images; their losses are concatenated into the one vector the trainer sums and
+    back-propagates, so all of them land in one optimizer step. A student's distillation target is the largest
+    subnet's output: detached from the same batch, or (one subnet per batch) a no-grad forward of the largest.
+    Distillation terms are extra elements of the summed loss, so the trainer's loss names and logs stay stock.
     """
 
-    def __init__(self, criterion, model, state, weight):
-        self.criterion, self.model, self.state, self.weight = criterion, model, state, weight
+    def __init__(self, criterion, model, state):
+        self.criterion, self.model, self.state = criterion, model, state
 
     def __call__(self, preds, batch):
+        state = self.state
+        (kind, arch), *students = state.batch
         loss, items = self.criterion(preds, batch)
-        if self.state.kind == "max":
-            self.state.kd = 0.0
-            return loss, items
-        with torch.no_grad():
-            supernet.set_arch(self.model, self.state.max_arch)
-            teacher = self.model(batch["img"])
-            supernet.set_arch(self.model, self.state.arch)
+        parts, teacher, kd = [loss], None, 0.0
+        if state.cfg["distill"] > 0 and kind != "max" and not students:  # one subnet per batch: the largest teaches
+            with torch.no_grad():
+                supernet.set_arch(self.model, state.max_arch)
+                teacher = self.model(batch["img"])
+                supernet.set_arch(self.model, arch)
+            kd = self._distill(preds, teacher, parts)
+        state.record(kind, arch, items, kd)
+        teacher = _detached(preds)
+        for kind_s, arch_s in students:
+            supernet.set_arch(self.model, arch_s)
+            p = self.model(batch["img"])
+            loss_s, items_s = self.criterion(p, batch)
+            parts.append(loss_s)
+            state.record(kind_s, arch_s, items_s, self._distill(p, teacher, parts))
+        if students:
+            supernet.set_arch(self.model, arch)
+        return torch.cat(parts), items
+
+    def _distill(self, preds, teacher, parts):
+        """Append the weighted distillation term (scaled by batch size like the stock loss) to `parts`; returns it."""
+        weight = self.state.cfg["distill"]
+        if weight == 0:
+            return 0.0
         kd = distillation_loss(preds, teacher)
-        self.state.kd = float(kd.detach())
-        return torch.cat([loss, (self.weight * kd * preds["boxes"].shape[0]).reshape(1)]), items
+        parts.append((weight * kd * preds["boxes"].shape[0]).reshape(1))
+        return float(kd.detach())
 
     def update(self):
         if hasattr(self.criterion, "update"):
@@ -127,13 +253,19 @@ class NASState:
     seed: int
     max_arch: dict
     batch_index: int = 0
-    kind: str = "max"
-    arch: dict = None
-    kd: float = 0.0
+    batch: list = None  # [(kind, arch)] this batch trains, the active one first
     losses: dict = field(default_factory=dict)  # kind -> [batches, box, cls, dfl, kd] sums for this epoch
     subnets: list = field(default_factory=list)  # [epoch, batch, kind, encoded arch] rows for this epoch
+    epoch: int = 0
     val_min: dict = None
     calib: list = None
+
+    def record(self, kind, arch, items, kd):
+        """Add one trained subnet's losses (the stock loss items and its distillation loss) to this epoch's logs."""
+        sums = self.losses.setdefault(kind, [0, 0.0, 0.0, 0.0, 0.0])
+        for j, v in enumerate([1, *[float(v) for v in list(items.values())[:3]], kd]):
+            sums[j] += v
+        self.subnets.append([self.epoch + 1, self.batch_index, kind, "".join(map(str, encode(self.space, arch)))])
 
 
 def _model(trainer):
@@ -144,52 +276,93 @@ def _model(trainer):
 
 def on_pretrain_routine_end(trainer):
     """Set up sampling for a supernet (and refuse a `nas:` block on a model without elastic layers)."""
-    model = _model(trainer)
-    block = model.yaml.get("nas")
-    if not supernet.elastic_layers(model):
-        if block is not None:
-            raise NASError(f"{model.yaml.get('yaml_file', 'the model YAML')} has a nas: block but no elastic layers; remove the block or use a supernet YAML.")
-        return
-    cfg = parse_nas_config(block, model.yaml.get("yaml_file", "the model YAML"))
-    space = supernet.space_from_model(model)
-    trainer.nas = NASState(cfg, space, int(trainer.args.seed), max_arch(space))
-    if cfg["distill"] > 0:
-        model.criterion = DistillingCriterion(model.init_criterion(), model, trainer.nas, cfg["distill"])
     from ultralytics.utils import LOGGER
 
+    model = _model(trainer)
+    block = model.yaml.get("nas")
+    source = model.yaml.get("yaml_file", "the model YAML")
+    if not supernet.elastic_layers(model):
+        if block is not None:
+            raise NASError(f"{source} has a nas: block but no elastic layers; remove the block or use a supernet YAML.")
+        return
+    space = supernet.space_from_model(model)
+    cfg = parse_nas_config(block, source, space)
+    trainer.nas = NASState(cfg, space, int(trainer.args.seed), max_arch(space))
+    model.criterion = SupernetCriterion(getattr(model, "criterion", None) or model.init_criterion(), model, trainer.nas)
+    if trainer.start_epoch == 0:  # a resumed run has its trained weights already
+        if cfg["init"]:
+            load_init(model, cfg["init"], source)
+            trainer.ema.ema.load_state_dict(model.state_dict())
+            LOGGER.info(f"nas: weights initialised from {cfg['init']}")
+        elif cfg["zero_init"] and not _weights_given(trainer):
+            n = zero_init_residuals(model)
+            zero_init_residuals(trainer.ema.ema)
+            LOGGER.info(f"nas: zero-initialised the last BatchNorm gamma of {n} residual blocks")
+
     kinds = cycle(cfg)
-    LOGGER.info(f"nas: {cfg['sampler']} sampler, one subnet per batch cycling {kinds}, distill={cfg['distill']}, BN recalibration on {cfg['calib_batches']} train batches")
-    if cfg["sampler"] == "sandwich" and trainer.accumulate != len(kinds):
+    how = f"the cycle {kinds} on every batch (same_batch)" if cfg["same_batch"] else f"one subnet per batch cycling {kinds}"
+    phases = ", ".join(f"{name} to epoch {end}" for (name, _), end in zip(cfg["phases"], phase_ends(cfg, trainer.epochs)))
+    LOGGER.info(f"nas: {cfg['sampler']} sampler, {how}, distill={cfg['distill']}, phases: {phases}; BN recalibration on {cfg['calib_batches']} train batches")
+    if cfg["sampler"] == "sandwich" and not cfg["same_batch"] and trainer.accumulate != len(kinds):
         LOGGER.warning(f"nas: optimizer updates accumulate {trainer.accumulate} batches but a sandwich is {len(kinds)}; set nbs={trainer.batch_size * len(kinds)} so every update trains {kinds}.")
     for name, key in (("nas_epochs.csv", "epoch"), ("nas_subnets.csv", "epoch")):  # a resumed run redoes its epoch
         _truncate_csv(trainer.save_dir / name, key, trainer.start_epoch + 1)
 
 
+def _weights_given(trainer):
+    """Whether the trainer started from weights (a .pt model or `pretrained=path`) rather than a YAML's random init."""
+    return str(trainer.args.model).endswith(".pt") or isinstance(trainer.args.pretrained, (str, Path))
+
+
+def zero_init_residuals(model):
+    """Zero the last BatchNorm gamma of every residual block of `model` (each starts as identity); returns how many."""
+    from .modules import ElasticMBConvBlock, MBConvBlock
+
+    blocks = [m for m in model.modules() if isinstance(m, (ElasticMBConvBlock, MBConvBlock)) and m.residual]
+    for m in blocks:
+        torch.nn.init.zeros_(m.project.bn.weight)
+    return len(blocks)
+
+
+def load_init(model, path, source="the model YAML"):
+    """Copy a checkpoint's weights into supernet `model`: the largest subnet's (extracted, then trained) or a supernet's
+    of the same space. Anything else is refused naming the first mismatch, never loaded in part."""
+    if not Path(path).is_file():
+        raise NASError(f"nas: init={path!r} in {source} does not exist; give a .pt checkpoint of the largest subnet or of this supernet.")
+    weights = supernet.load_model(path).state_dict()
+    target = model.state_dict()
+    nc = model.yaml.get("nc")
+    for key, w in target.items():
+        got = weights.get(key)
+        if got is None or got.shape != w.shape:
+            found = "has no such weight" if got is None else f"has shape {tuple(got.shape)}"
+            raise NASError(
+                f"nas: init={path!r} does not match the supernet of {source}: its {key!r} {found}, the supernet's has "
+                f"shape {tuple(w.shape)} (a checkpoint of another space or class count than nc={nc}?); give the largest "
+                "subnet's or this supernet's checkpoint."
+            )
+    model.load_state_dict({k: weights[k] for k in target})
+
+
 def on_train_epoch_start(trainer):
-    if hasattr(trainer, "nas"):
-        trainer.nas.batch_index = 0
-        trainer.nas.losses, trainer.nas.subnets = {}, []
+    state = getattr(trainer, "nas", None)
+    if state is not None:
+        state.batch_index, state.epoch = 0, trainer.epoch
+        state.losses, state.subnets = {}, []
 
 
 def on_train_batch_start(trainer):
     state = getattr(trainer, "nas", None)
     if state is None:
         return
-    state.kind, state.arch = sample(state.space, state.cfg, state.seed, trainer.epoch, state.batch_index, len(trainer.train_loader))
-    supernet.set_arch(_model(trainer), state.arch)
-    state.kd = 0.0
+    state.batch = sample(state.space, state.cfg, state.seed, trainer.epoch, state.batch_index, len(trainer.train_loader), trainer.epochs)
+    supernet.set_arch(_model(trainer), state.batch[0][1])
 
 
 def on_train_batch_end(trainer):
     state = getattr(trainer, "nas", None)
-    if state is None:
-        return
-    items = [float(v) for v in trainer.loss_items.values()][:3]
-    sums = state.losses.setdefault(state.kind, [0, 0.0, 0.0, 0.0, 0.0])
-    for j, v in enumerate([1, *items, state.kd]):
-        sums[j] += v
-    state.subnets.append([trainer.epoch + 1, state.batch_index, state.kind, "".join(map(str, encode(state.space, state.arch)))])
-    state.batch_index += 1
+    if state is not None:
+        state.batch_index += 1
 
 
 def on_train_epoch_end(trainer):

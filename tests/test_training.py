@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SUPERNET_FILE, SUPERNET_YAML, yolo
+from helpers import SUPERNET_FILE, SUPERNET_YAML, TINY_SUPERNET, yolo
 
 from nas_plugin import space as S
 from nas_plugin.calibration import calibration_batches, recalibrate_bn
 from nas_plugin.errors import NASError
 from nas_plugin.supernet import set_arch
-from nas_plugin.training import cycle, distillation_loss, parse_nas_config, sample
+from nas_plugin.training import cycle, distillation_loss, parse_nas_config, phase_at, phase_ends, sample
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,15 @@ from nas_plugin.training import cycle, distillation_loss, parse_nas_config, samp
     [
         ({"sampler": "greedy"}, "nas: sampler='greedy' in y.yaml is not allowed; sampler must be one of ['sandwich', 'uniform']"),
         ({"num_random": -1}, "nas: num_random=-1 in y.yaml is not allowed; num_random must be an integer >= 0"),
-        ({"distill": -0.5}, "nas: distill=-0.5 in y.yaml is not allowed; distill must be a number >= 0"),
+        ({"distill": -0.5}, "nas: distill=-0.5 in y.yaml is not allowed; distill must be a finite number >= 0"),
+        ({"distill": float("inf")}, "nas: distill=inf in y.yaml is not allowed; distill must be a finite number >= 0"),
+        ({"same_batch": 1}, "nas: same_batch=1 in y.yaml is not allowed; same_batch must be true or false"),
+        ({"zero_init": "yes"}, "nas: zero_init='yes' in y.yaml is not allowed; zero_init must be true or false"),
+        ({"init": "last.yaml"}, "nas: init='last.yaml' in y.yaml is not allowed; init must be a path to a .pt checkpoint"),
+        ({"phases": [["max", 0.5], ["all", 0.6]]}, "nas: phases=[['max', 0.5], ['all', 0.6]] in y.yaml is not allowed; phases must be a list of [name, epoch fraction] pairs: fractions > 0 that sum to 1"),
+        ({"phases": [["all", 0.5], ["max", 0.5]]}, "'max' only first, 'all' last"),
+        ({"phases": [["max", 0.5], ["kernel", 0.0], ["all", 0.5]]}, "fractions > 0"),
+        ({"phases": "max"}, "nas: phases='max' in y.yaml is not allowed"),
         ({"samplr": "uniform"}, "unknown nas: option(s) ['samplr'] in y.yaml; allowed options are"),
     ],
 )
@@ -33,19 +41,56 @@ def test_bad_nas_options_are_named(block, message):
     assert message in str(e.value)
 
 
+def test_nas_block_must_be_a_mapping():
+    with pytest.raises(NASError, match=r"nas: in y.yaml must be a mapping of options, got \[1, 2\]"):
+        parse_nas_config([1, 2], "y.yaml")
+
+
+def test_phase_names_are_checked_against_the_space(space):
+    with pytest.raises(NASError, match=r"nas: phases name 'width' in y.yaml is not allowed; phase names are \['max', 'neck', 'all', 'depth', 'kernel', 'expand'\]"):
+        parse_nas_config({"phases": [["width", 0.5], ["all", 0.5]]}, "y.yaml", space)
+
+
 def test_sandwich_cycle_trains_max_min_and_n_random(space):
     cfg = parse_nas_config({"num_random": 2})
-    kinds = [sample(space, cfg, 0, 0, i, 10)[0] for i in range(8)]
+    kinds = [sample(space, cfg, 0, 0, i, 10)[0][0] for i in range(8)]
     assert kinds == ["max", "min", "random", "random"] * 2
-    assert sample(space, cfg, 0, 0, 0, 10)[1] == S.max_arch(space) and sample(space, cfg, 0, 0, 1, 10)[1] == S.min_arch(space)
+    assert sample(space, cfg, 0, 0, 0, 10) == [("max", S.max_arch(space))]
+    assert sample(space, cfg, 0, 0, 1, 10) == [("min", S.min_arch(space))]
     assert cycle(parse_nas_config({"sampler": "uniform"})) == ["random"]
+
+
+def test_same_batch_trains_the_whole_cycle_on_every_batch(space):
+    cfg = parse_nas_config({"num_random": 2, "same_batch": True})
+    batch = sample(space, cfg, 0, 0, 3, 10)
+    assert [k for k, _ in batch] == ["max", "min", "random", "random"]
+    assert batch[0][1] == S.max_arch(space) and batch[1][1] == S.min_arch(space)
+    assert batch[2][1] != batch[3][1] and batch != sample(space, cfg, 0, 0, 4, 10)
+
+
+def test_phases_switch_at_their_epochs_and_widen_the_space(space):
+    cfg = parse_nas_config({"phases": [["max", 0.3], ["kernel", 0.2], ["depth", 0.2], ["all", 0.3]], "same_batch": True}, "y", space)
+    assert phase_ends(cfg, 10) == [3, 5, 7, 10]
+    assert [phase_at(cfg, e, 10) for e in range(10)] == [0, 0, 0, 1, 1, 2, 2, 3, 3, 3]
+    largest = S.max_arch(space)
+    assert sample(space, cfg, 0, 2, 0, 5, epochs=10) == [("max", largest)]  # warm-up: only the largest, once
+    kernel_phase = [a for e in (3, 4) for i in range(5) for _, a in sample(space, cfg, 0, e, i, 5, epochs=10)]
+    for arch in kernel_phase:  # only backbone kernels vary
+        assert [u["depth"] for u in arch["backbone"]] == [u["depth"] for u in largest["backbone"]]
+        assert [u["expand"] for u in arch["backbone"]] == [u["expand"] for u in largest["backbone"]]
+        assert arch["head"] == largest["head"]
+    assert {k for a in kernel_phase for u in a["backbone"] for k in u["kernel"]} == {3, 5, 7}
+    depth_phase = [a for e in (5, 6) for i in range(5) for _, a in sample(space, cfg, 0, e, i, 5, epochs=10)]
+    assert {u["depth"] for a in depth_phase for u in a["backbone"]} == {2, 3, 4}
+    assert all(a["head"] == largest["head"] for a in depth_phase)
+    assert sample(space, cfg, 0, 9, 0, 5, epochs=10)[1] == ("min", S.min_arch(space))  # the last phase is the space
 
 
 def test_two_samplers_with_the_same_seed_agree(space):
     cfg = parse_nas_config({"sampler": "uniform"})
-    run_a = [sample(space, cfg, 7, e, i, 5)[1] for e in range(3) for i in range(5)]
-    run_b = [sample(space, cfg, 7, e, i, 5)[1] for e in range(3) for i in range(5)]
-    other_seed = [sample(space, cfg, 8, e, i, 5)[1] for e in range(3) for i in range(5)]
+    run_a = [sample(space, cfg, 7, e, i, 5)[0][1] for e in range(3) for i in range(5)]
+    run_b = [sample(space, cfg, 7, e, i, 5)[0][1] for e in range(3) for i in range(5)]
+    other_seed = [sample(space, cfg, 8, e, i, 5)[0][1] for e in range(3) for i in range(5)]
     assert run_a == run_b != other_seed
     assert len({S.arch_key(a) for a in run_a}) == len(run_a)  # a new subnet every step
 
@@ -115,13 +160,26 @@ def test_nas_block_on_a_static_model_is_refused_at_start(supernet, space, tiny_d
     assert not (tmp_path / "static" / "weights" / "last.pt").exists()
 
 
-def test_killed_run_resumes_the_same_subnet_sequence(tiny_data, tmp_path):
-    yolo_exe = str(Path(sys.executable).with_name("yolo"))
-    full = yolo(*_train_args(tiny_data, tmp_path, "full", 3), cwd=tmp_path)
-    assert full.returncode == 0, full.output
+RECIPE = "nas:\n  same_batch: true\n  num_random: 1\n  distill: 0.5\n  zero_init: true\n  phases: [[max, 0.34], [kernel, 0.33], [all, 0.33]]\nnc: 80"
 
+
+def test_killed_run_resumes_the_same_phases_and_subnets(tiny_data, tmp_path):
+    cfg = tmp_path / "yolov8n-recipe-supernet.yaml"
+    cfg.write_text(SUPERNET_FILE.read_text().replace("nc: 80", RECIPE, 1))
+    args = _train_args(tiny_data, tmp_path, "full", 3, cfg)
+    full = yolo(*args, cwd=tmp_path)
+    assert full.returncode == 0, full.output
+    assert "the cycle ['max', 'min', 'random'] on every batch (same_batch), distill=0.5, phases: max to epoch 1, kernel to epoch 2, all to epoch 3" in full.output
+    assert "nas: zero-initialised the last BatchNorm gamma of" in full.output
+    rows = _rows(tmp_path / "full" / "nas_subnets.csv")
+    by_epoch = {e: [r["subnet"] for r in rows if r["epoch"] == e] for e in ("1", "2", "3")}
+    assert by_epoch["1"] == ["max", "max"]  # warm-up: the largest alone, once per batch
+    assert by_epoch["2"] == by_epoch["3"] == ["max", "min", "random"] * 2  # the sandwich on each batch
+
+    yolo_exe = str(Path(sys.executable).with_name("yolo"))
     run = tmp_path / "cut"
-    proc = subprocess.Popen([yolo_exe, *_train_args(tiny_data, tmp_path, "cut", 3)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args[args.index("name=full")] = "name=cut"
+    proc = subprocess.Popen([yolo_exe, *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if (run / "nas_epochs.csv").exists() and (run / "weights" / "last.pt").exists():
@@ -132,6 +190,106 @@ def test_killed_run_resumes_the_same_subnet_sequence(tiny_data, tmp_path):
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be interrupted"
     resumed = yolo("train", "resume", f"model={run / 'weights' / 'last.pt'}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.output
+    assert "zero-initialised" not in resumed.output  # the resumed run keeps its trained weights
     seq = [(r["epoch"], r["batch"], r["subnet"], r["arch_code"]) for r in _rows(run / "nas_subnets.csv")]
-    assert seq == [(r["epoch"], r["batch"], r["subnet"], r["arch_code"]) for r in _rows(tmp_path / "full" / "nas_subnets.csv")]
-    assert [r["epoch"] for r in _rows(run / "nas_epochs.csv")] == [r["epoch"] for r in _rows(tmp_path / "full" / "nas_epochs.csv")]
+    assert seq == [(r["epoch"], r["batch"], r["subnet"], r["arch_code"]) for r in rows]
+    assert [(r["epoch"], r["subnet"]) for r in _rows(run / "nas_epochs.csv")] == [(r["epoch"], r["subnet"]) for r in _rows(tmp_path / "full" / "nas_epochs.csv")]
+
+
+def _tiny(tmp_path, nc=2):
+    from nas_plugin.supernet import load_supernet
+
+    path = tmp_path / f"tiny-nc{nc}.yaml"
+    path.write_text(TINY_SUPERNET.format(nc=nc))
+    return load_supernet(path)
+
+
+def _loss_setup(tmp_path, **nas):
+    from ultralytics.cfg import get_cfg
+
+    from nas_plugin.supernet import space_from_model
+    from nas_plugin.training import NASState, SupernetCriterion
+
+    torch.manual_seed(0)
+    model = _tiny(tmp_path).train()
+    model.args = get_cfg()
+    space = space_from_model(model)
+    state = NASState(parse_nas_config(nas), space, 0, S.max_arch(space))
+    batch = {
+        "img": torch.rand(2, 3, 64, 64),
+        "batch_idx": torch.tensor([0.0, 1.0]),
+        "cls": torch.tensor([[0.0], [1.0]]),
+        "bboxes": torch.tensor([[0.5, 0.5, 0.4, 0.3], [0.4, 0.6, 0.3, 0.3]]),
+    }
+    return model, space, state, SupernetCriterion(model.init_criterion(), model, state), batch
+
+
+def _grads(model):
+    return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+
+def test_same_batch_sandwich_puts_every_subnet_and_detached_distillation_into_one_backward(tmp_path):
+    model, space, state, criterion, batch = _loss_setup(tmp_path, same_batch=True, num_random=1, distill=0.5)
+    state.batch = sample(space, state.cfg, 0, 0, 0, 1)
+    assert [k for k, _ in state.batch] == ["max", "min", "random"]
+    set_arch(model, state.batch[0][1])
+    loss, items = criterion(model(batch["img"]), batch)
+    assert loss.shape == (3 + 2 * 4,)  # per subnet: box, cls, dfl (+ one distillation term for each student)
+    assert model.model[1].active["depth"] == S.max_arch(space)["backbone"][0]["depth"]  # the largest is active again
+    loss.sum().backward()
+    combined = _grads(model)
+    assert set(state.losses) == {"max", "min", "random"} and state.losses["min"][4] > 0 and state.losses["max"][4] == 0
+
+    model.zero_grad()  # the same step by hand: each subnet's loss, the students against the largest's detached output
+    stock = model.init_criterion()
+    total, teacher = 0, None
+    for kind, arch in state.batch:
+        set_arch(model, arch)
+        preds = model(batch["img"])
+        total = total + stock(preds, batch)[0].sum()
+        if teacher is None:
+            teacher = {k: preds[k].detach() for k in ("boxes", "scores")}
+        else:
+            total = total + 0.5 * distillation_loss(preds, teacher) * 2
+    total.backward()
+    by_hand = _grads(model)
+    assert set(by_hand) == set(combined)
+    for k in by_hand:
+        torch.testing.assert_close(combined[k], by_hand[k], rtol=1e-4, atol=1e-6)
+
+
+def test_one_subnet_per_batch_distils_from_a_no_grad_teacher(tmp_path):
+    model, space, state, criterion, batch = _loss_setup(tmp_path, distill=1.0)
+    state.batch = [("min", S.min_arch(space))]
+    set_arch(model, S.min_arch(space))
+    loss, _ = criterion(model(batch["img"]), batch)
+    assert loss.shape == (4,) and loss[3] > 0
+    loss[3].backward()  # the distillation term alone: only weights the smallest subnet uses get gradients
+    assert model.model[1].blocks[1].expand.conv.weight.grad is None  # depth 1 of 2: the second block is the teacher's only
+
+
+def test_zero_init_zeroes_the_last_gamma_of_residual_blocks_only(tmp_path):
+    from nas_plugin.training import zero_init_residuals
+
+    model = _tiny(tmp_path)
+    blocks = [b for stage in model.model if hasattr(stage, "blocks") for b in stage.blocks]
+    assert zero_init_residuals(model) == sum(b.residual for b in blocks) > 0
+    for b in blocks:
+        assert bool((b.project.bn.weight == 0).all()) == b.residual
+
+
+def test_init_loads_the_largest_subnet_and_refuses_another_class_count(tmp_path):
+    from nas_plugin.extract import save_subnet
+    from nas_plugin.supernet import space_from_model
+    from nas_plugin.training import load_init
+
+    trained = _tiny(tmp_path)
+    save_subnet(trained, S.max_arch(space_from_model(trained)), tmp_path / "max")
+    fresh = _tiny(tmp_path)
+    load_init(fresh, str(tmp_path / "max" / "model.pt"))
+    for k, v in trained.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[k], v)
+    with pytest.raises(NASError, match=r"nas: init=.* does not match the supernet of y.yaml: its 'model.6.cv3.0.2.weight' has shape \(2, 16, 1, 1\), the supernet's has shape \(3, 16, 1, 1\)"):
+        load_init(_tiny(tmp_path, nc=3), str(tmp_path / "max" / "model.pt"), "y.yaml")
+    with pytest.raises(NASError, match="nas: init='nope.pt' in y.yaml does not exist"):
+        load_init(fresh, "nope.pt", "y.yaml")
