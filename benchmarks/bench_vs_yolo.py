@@ -1,19 +1,25 @@
 #!/usr/bin/env python
-"""Searched subnets vs stock YOLOv8 on the demo dataset: mAP50-95 against OpenVINO CPU f32 latency.
+"""The searched model vs stock YOLO at YOLOv8n's latency, at equal training, on the benchmark preset.
 
-    python benchmarks/bench_vs_yolo.py [--search runs/nas_demo/search] [--data runs/nas_demo/data/data.yaml]
-        [--epochs 20] [--batch 8] [--nbs 32] [--front 2] [--jobs 2] [--rounds 20] [--work runs/bench_vs_yolo]
+    python benchmarks/bench_vs_yolo.py [--work runs/bench_fidelity] [--name recipe] [--lut LUT.json]
+        [--epochs 30] [--seeds 2] [--batch 32] [--population 30] [--generations 10] [--jobs 2] [--rounds 20]
 
-Every model is trained with one budget (same epochs and hyperparameters, stock `yolo train`; --jobs trainings at
-once, since Ultralytics trains on one thread of a 2-core CPU): stock YOLOv8n and a
-smaller YOLOv8 scaling (depth 0.33, width 0.125) from their YAMLs, and `--front` members of a finished search
-(`tools/demo.py` makes one; the fastest and the most accurate within budget), each fine-tuned from its inherited
-weights and trained from scratch from its model.yaml. Each trained best.pt is then scored with stock `val` and
-exported the same way (fused, ONNX, OpenVINO CPU f32) and timed in interleaved rounds against YOLOv8n in one run.
-Writes benchmarks/results/vs_yolo.{json,png}. Finished trainings are reused when re-run.
+Reads what `bench_fidelity.py --name NAME` left in `--work` (the preset dataset, the trained supernet, stock YOLOv8n
+trained alone) and:
+1. times stock YOLOv8n, YOLO11n and YOLO26n (this dataset's class count) in the latency table's units (relative to
+   its reference subnet, interleaved), so YOLOv8n's latency is the search's budget;
+2. runs `tools/search.py` under that budget;
+3. trains, once per seed, with the same hyperparameters: YOLOv8n, YOLO11n and YOLO26n from scratch for `--epochs`;
+   the search's best subnet (a) from scratch from its model.yaml for `--epochs` and (b) fine-tuned from its inherited
+   weights for `--epochs`; and YOLOv8n for the supernet's epochs + `--epochs`, the total (b) received;
+4. exports every trained model the same way (fused, ONNX, OpenVINO CPU f32, batch 1) and times it against YOLOv8n
+   in interleaved rounds in one run.
+Prints mean mAP50-95 with its seed spread, latency vs YOLOv8n, epochs and CPU minutes per row; writes
+benchmarks/results/vs_yolo_<name>.json and .png. Finished trainings and searches are reused.
 """
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -25,118 +31,119 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+YOLO = str(Path(sys.executable).with_name("yolo"))
+STOCK = {"YOLOv8n": "yolov8n.yaml", "YOLO11n": "yolo11n.yaml", "YOLO26n": "yolo26n.yaml"}
 
 
-def stock_yaml(work, scale):
-    """YOLOv8 at (depth, width) multiples from Ultralytics' own yolov8.yaml."""
-    import yaml
-    from ultralytics.utils import ROOT as UL
+def stock_model(cfg, nc):
+    from ultralytics.nn.tasks import DetectionModel
 
-    cfg = yaml.safe_load((UL / "cfg" / "models" / "v8" / "yolov8.yaml").read_text())
-    cfg.pop("scales")
-    cfg["depth_multiple"], cfg["width_multiple"] = scale
-    path = work / f"yolov8-d{scale[0]}-w{scale[1]}.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
+    return DetectionModel(cfg, nc=nc, verbose=False).eval()
 
 
-def pick_front(search, k):
-    """`k` front members spread over latency, always with the most accurate (the search's best/)."""
-    front = json.loads((search / "pareto.json").read_text())["front"]
-    best = json.loads((search / "best" / "arch.json").read_text())
-    order = sorted(range(len(front)), key=lambda i: front[i]["latency_ms"])
-    picks = [order[round(j * (len(order) - 1) / max(k - 1, 1))] for j in range(min(k, len(order)))]
-    i_best = next(i for i, r in enumerate(front) if r["arch"] == best)
-    if i_best not in picks:
-        picks[-1] = i_best
-    return sorted(set(picks))
-
-
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--search", default="runs/nas_demo/search", help="a finished tools/search.py output directory")
-    p.add_argument("--data", default="runs/nas_demo/data/data.yaml", help="the dataset the search used")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--nbs", type=int, default=32)
-    p.add_argument("--front", type=int, default=2, help="front members to train (fastest .. most accurate)")
-    p.add_argument("--jobs", type=int, default=2, help="trainings run at once (each logs to WORK/<model>.log)")
+    p.add_argument("--work", default="runs/bench_fidelity", help="the --work of bench_fidelity.py")
+    p.add_argument("--name", default="recipe", help="the supernet run of bench_fidelity.py (its --name)")
+    p.add_argument("--lut", default=None, help="latency table of the supernet (default: WORK/lut_<imgsz>.json)")
+    p.add_argument("--imgsz", type=int, default=160)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--population", type=int, default=30)
+    p.add_argument("--generations", type=int, default=10)
+    p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--rounds", type=int, default=20, help="interleaved latency rounds")
-    p.add_argument("--work", default="runs/bench_vs_yolo")
-    args = p.parse_args()
+    p.add_argument("--results", default=str(RESULTS))
+    args = p.parse_args(argv)
 
-    from ultralytics import YOLO
+    import numpy as np
+    import yaml
+    from ultralytics import YOLO as Model
 
-    from nas_plugin.backends import get_backend, timing_stats
+    from nas_plugin.backends import get_backend
     from nas_plugin.files import write_json
-    from nas_plugin.lut_build import measure_interleaved, model_onnx
-    from nas_plugin.run_files import train_done
+    from nas_plugin.lut import load_lut
+    from nas_plugin.lut_build import measure_interleaved, measure_models, model_onnx
+    from nas_plugin.run_files import final_metrics, run_trainings, train_command, train_seconds
+    from nas_plugin.supernet import load_supernet, space_from_model
 
-    search, work = Path(args.search), Path(args.work).resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    imgsz = json.loads((search / "search_args.json").read_text())["imgsz"]
-    models = {  # name -> (kind, what to train)
-        "YOLOv8n": ("stock, from scratch", stock_yaml(work, (0.33, 0.25))),
-        "YOLOv8 d0.33 w0.125": ("stock, from scratch", stock_yaml(work, (0.33, 0.125))),
-    }
-    for i in pick_front(search, args.front):
-        models[f"front/{i} fine-tuned"] = ("searched, inherited weights", search / "front" / str(i) / "model.pt")
-        models[f"front/{i} scratch"] = ("searched, from scratch", search / "front" / str(i) / "model.yaml")
-
-    run_dirs = {name: work / name.replace("/", "_").replace(" ", "_") for name in models}
-    todo = [name for name in models if not train_done(run_dirs[name])]
-    yolo_cli = Path(sys.executable).with_name("yolo")
-    procs = []
-    for name in todo:  # finished runs are reused; an interrupted one is trained again from its start
-        while sum(p.poll() is None for p in procs) >= args.jobs:
-            time.sleep(5)
-        cmd = [yolo_cli, "train", f"model={models[name][1]}", f"data={args.data}", f"epochs={args.epochs}", f"imgsz={imgsz}",
-               f"batch={args.batch}", f"nbs={args.nbs}", "workers=0", "device=cpu", f"project={work}", f"name={run_dirs[name].name}", "exist_ok=True"]  # fmt: skip
-        print(f"training {name}: log in {run_dirs[name]}.log", flush=True)
-        with open(f"{run_dirs[name]}.log", "w") as log:
-            procs.append(subprocess.Popen([str(c) for c in cmd], stdout=log, stderr=subprocess.STDOUT))
-    if any(p.wait() for p in procs) or not all(train_done(d) for d in run_dirs.values()):
-        raise SystemExit(f"a training failed; see the logs in {work}")
-
-    rows, nets = [], []
-    for name, (kind, source) in models.items():
-        model = YOLO(str(run_dirs[name] / "weights" / "best.pt"))
-        nets.append(model.model)
-        m = model.val(data=str(args.data), imgsz=imgsz, batch=16, device="cpu", plots=False, verbose=False, project=str(work), name=f"val_{run_dirs[name].name}", exist_ok=True)
-        rows.append({
-            "model": name, "kind": kind, "source": str(source), "params_M": sum(q.numel() for q in model.model.parameters()) / 1e6,
-            "map50_95": float(m.box.map), "map50": float(m.box.map50), "weights": str(run_dirs[name] / "weights" / "best.pt"),
-        })  # fmt: skip
-
+    work = Path(args.work).resolve()
+    data = work / "data" / "data.yaml"
+    supernet_dir = work / args.name / "supernet"
+    weights = supernet_dir / "weights" / "last.pt"
+    with open(supernet_dir / "results.csv") as f:
+        supernet_epochs = len(list(csv.DictReader(f)))
+    nc = int(yaml.safe_load(data.read_text())["nc"])
+    supernet = load_supernet(weights)
+    lut_path = Path(args.lut) if args.lut else work / f"lut_{args.imgsz}.json"
+    lut = load_lut(lut_path, space_from_model(supernet), args.imgsz)
     backend = get_backend("openvino", "CPU", "f32")
+
+    stock_ms = {name: s["median_us"] / 1000 for name, s in zip(STOCK, measure_models(supernet, [stock_model(c, nc) for c in STOCK.values()], lut, backend, desc="stock models"))}
+    budget = stock_ms["YOLOv8n"]
+    print(f"in table units: {', '.join(f'{k} {v:.3f} ms' for k, v in stock_ms.items())}; search budget {budget:.3f} ms", flush=True)
+
+    search = work / args.name / "search_v8n"
+    if not (search / "best" / "model.pt").is_file():
+        cmd = [sys.executable, ROOT / "tools" / "search.py", "--weights", weights, "--data", data, "--lut", lut_path, "--latency-budget", f"{budget:.4f}",
+               "--population", args.population, "--generations", args.generations, "--out", search, *(["--resume"] if (search / "history.csv").exists() else [])]  # fmt: skip
+        subprocess.run(list(map(str, cmd)), check=True)
+    best_arch = json.loads((search / "best" / "arch.json").read_text())
+    best_row = next(r for r in json.loads((search / "pareto.json").read_text())["front"] if r["arch"] == best_arch)
+
+    common = dict(epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=0, device="cpu", plots=False)
+    total = supernet_epochs + args.epochs
+    rows = {  # name -> (how it was trained, epochs in all, run dir per seed, command per seed)
+        **{name: ("stock, from scratch", args.epochs, "standalone", f"{name.lower()}", cfg, {}) for name, cfg in STOCK.items()},
+        "searched (a)": ("searched, from scratch (its model.yaml)", args.epochs, args.name, "best_scratch", search / "best" / "model.yaml", {}),
+        "searched (b)": (f"searched, inherited + fine-tuned ({supernet_epochs} supernet epochs + {args.epochs})", total, args.name, "best_finetune", search / "best" / "model.pt", {}),
+        f"YOLOv8n {total} ep": (f"stock, from scratch, {total} epochs (as (b) in all)", total, "standalone", f"yolov8n_{total}ep", "yolov8n.yaml", {"epochs": total}),
+    }  # fmt: skip
+    runs, dirs = {}, {}
+    for name, (_, _, folder, stem, model, extra) in rows.items():
+        for seed in range(args.seeds):
+            d = work / folder / f"{stem}_seed{seed}"
+            dirs[name, seed] = d
+            runs[f"{name} seed {seed}"] = train_command(YOLO, d, model, data, **{**common, **extra}, seed=seed)
+    print(f"trainings ({args.jobs} at a time): {', '.join(k for k, v in runs.items() if v)}", flush=True)
+    run_trainings(runs, args.jobs)
+
+    nets = [Model(str(dirs[name, 0] / "weights" / "best.pt")).model.float() for name in rows]
     with tempfile.TemporaryDirectory() as tmp:
         onnx = []
-        for net in nets:
-            path = str(Path(tmp) / f"{len(onnx)}.onnx")
-            onnx.append((path, model_onnx(net.float(), imgsz, 1, path)))
+        for i, net in enumerate(nets):
+            path = str(Path(tmp) / f"{i}.onnx")
+            onnx.append((path, model_onnx(net, args.imgsz, 1, path)))
         ref = backend.compile(*onnx[0])  # YOLOv8n: every model is timed relative to it in the same rounds
-        ref_us = timing_stats(ref.time(warmup=20, repeats=200), 20)["median_us"]
-        stats = measure_interleaved(backend, onnx, (ref, ref_us), rounds=args.rounds)
-    for r, s in zip(rows, stats):
-        r.update(latency_ms=s["median_us"] / 1000, latency_iqr_ms=s["iqr_us"] / 1000)
-    v8n = rows[0]
-    for r in rows:
-        r.update(latency_vs_v8n=r["latency_ms"] / v8n["latency_ms"], map50_95_vs_v8n=r["map50_95"] - v8n["map50_95"])
+        stats = measure_interleaved(backend, onnx, (ref, 1000.0), rounds=args.rounds)  # in units of YOLOv8n's latency
 
-    print(f"\nOpenVINO {backend.info['version']} CPU f32 ({backend.info['device_name']}), imgsz {imgsz}, {args.epochs} epochs each, batch {args.batch}, nbs {args.nbs}")
-    print(f"{'model':>22} {'kind':>28} {'params(M)':>9} {'mAP50-95':>9} {'mAP50':>7} {'latency ms':>10} {'x v8n':>6}")
-    for r in rows:
-        print(f"{r['model']:>22} {r['kind']:>28} {r['params_M']:>9.2f} {r['map50_95']:>9.4f} {r['map50']:>7.4f} {r['latency_ms']:>10.3f} {r['latency_vs_v8n']:>6.2f}")
-    wins = [r for r in rows if r["kind"].startswith("searched") and r["latency_ms"] <= v8n["latency_ms"] and r["map50_95"] > v8n["map50_95"]]
-    claim = f"met by {', '.join(r['model'] for r in wins)}" if wins else "not met"
-    print(f"claim (a searched model at <= YOLOv8n's latency with higher mAP50-95): {claim}")
+    table = []
+    for (name, (how, epochs, *_)), s, net in zip(rows.items(), stats, nets):
+        maps = [final_metrics(dirs[name, seed])[0] for seed in range(args.seeds)]
+        table.append({
+            "model": name, "trained": how, "epochs": epochs, "params_M": round(sum(q.numel() for q in net.parameters()) / 1e6, 3),
+            "map50_95_seeds": [round(v, 4) for v in maps], "map50_95": round(float(np.mean(maps)), 4), "seed_spread": round(float(np.ptp(maps)), 4),
+            "latency_vs_yolov8n": round(s["median_us"] / 1000, 3), "cpu_min": round(sum(train_seconds(dirs[name, seed]) for seed in range(args.seeds)) / args.seeds / 60, 1),
+        })  # fmt: skip
+    supernet_min = round(train_seconds(supernet_dir) / 60, 1)
+    finetuned = next(r for r in table if r["model"] == "searched (b)")
+    finetuned["cpu_min"] = round(finetuned["cpu_min"] + supernet_min, 1)  # (b) carries the supernet's training
+
+    print(f"\nOpenVINO {backend.info['version']} CPU f32 ({backend.info['device_name']}), imgsz {args.imgsz}, batch {args.batch}, {args.seeds} seeds")
+    print(f"{'model':>16} {'epochs':>6} {'CPU min':>7} {'params M':>8} {'mAP50-95':>9} {'spread':>7} {'x YOLOv8n':>9}  trained")
+    for r in table:
+        print(f"{r['model']:>16} {r['epochs']:>6} {r['cpu_min']:>7.1f} {r['params_M']:>8.2f} {r['map50_95']:>9.4f} {r['seed_spread']:>7.4f} {r['latency_vs_yolov8n']:>9.2f}  {r['trained']}")
     result = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {backend.info['device_name']}",
-        "settings": vars(args) | {"imgsz": imgsz}, "rows": rows, "claim": claim,
+        "command": " ".join(["python", "benchmarks/bench_vs_yolo.py", *(argv if argv is not None else sys.argv[1:])]),
+        "settings": vars(args), "stock_latency_table_ms": stock_ms, "budget_ms": budget, "searched": best_row,
+        "supernet_epochs": supernet_epochs, "supernet_cpu_min": supernet_min, "rows": table,
     }  # fmt: skip
-    write_json(RESULTS / "vs_yolo.json", result)
-    plot(rows, RESULTS / "vs_yolo.png", f"demo data, imgsz {imgsz}, {args.epochs} epochs each; OpenVINO CPU f32")
-    print(f"written {RESULTS / 'vs_yolo.json'} and vs_yolo.png")
+    out = Path(args.results)
+    write_json(out / f"vs_yolo_{args.name}.json", result)
+    plot(table, out / f"vs_yolo_{args.name}.png", f"{args.name}: preset data, imgsz {args.imgsz}, OpenVINO CPU f32")
+    print(f"written {out / f'vs_yolo_{args.name}.json'} and .png")
 
 
 def plot(rows, path, title):
@@ -147,16 +154,13 @@ def plot(rows, path, title):
 
     from nas_plugin.files import atomic_path
 
-    markers = {"stock, from scratch": ("s", "tab:grey"), "searched, inherited weights": ("o", "tab:blue"), "searched, from scratch": ("^", "tab:orange")}
     fig, ax = plt.subplots(figsize=(7, 5))
-    for kind, (marker, colour) in markers.items():
-        sel = [r for r in rows if r["kind"] == kind]
-        ax.scatter([r["latency_ms"] for r in sel], [r["map50_95"] for r in sel], marker=marker, color=colour, label=kind, s=50)
-        for r in sel:
-            ax.annotate(r["model"], (r["latency_ms"], r["map50_95"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.axvline(rows[0]["latency_ms"], color="tab:grey", ls="--", lw=0.8)
-    ax.set(xlabel="latency (ms, median of interleaved rounds)", ylabel="mAP50-95 (val)", title=title)
-    ax.legend(fontsize=8)
+    for r in rows:
+        colour = "tab:blue" if r["model"].startswith("searched") else "tab:grey"
+        ax.errorbar(r["latency_vs_yolov8n"], r["map50_95"], yerr=r["seed_spread"] / 2, fmt="o", color=colour, capsize=3)
+        ax.annotate(f"{r['model']} ({r['epochs']} ep)", (r["latency_vs_yolov8n"], r["map50_95"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.axvline(1.0, color="tab:grey", ls="--", lw=0.8)
+    ax.set(xlabel="latency / YOLOv8n's (interleaved rounds)", ylabel="mAP50-95 (val, mean of seeds; bar = seed spread)", title=title)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
@@ -164,4 +168,6 @@ def plot(rows, path, title):
 
 
 if __name__ == "__main__":
-    main()
+    from nas_plugin.cli import run
+
+    run(main)

@@ -136,19 +136,27 @@ def reference_model(supernet, lut, backend, tmp):
     return backend.compile(path, inputs)
 
 
-def measure_subnets(supernet, archs, lut, backend, rounds=15, desc="subnets"):
-    """Whole-model latency stats of every arch at the table's imgsz/batch, relative to its reference (interleaved)."""
+def measure_models(supernet, models, lut, backend, rounds=15, desc="models"):
+    """Whole-model latency stats of static detection models (fused in place) at the table's imgsz/batch, in the
+    table's units: timed relative to its reference subnet of `supernet` in interleaved rounds."""
     from ultralytics.utils import TQDM
 
     imgsz, batch = lut["meta"]["imgsz"], lut["meta"]["batch"]
     with tempfile.TemporaryDirectory() as tmp:
-        models = []
-        for i, arch in enumerate(TQDM(archs, desc=f"exporting {desc}")):
-            path = str(Path(tmp) / f"subnet{i}.onnx")
-            models.append((path, subnet_onnx(supernet, arch, imgsz, batch, path)))
+        exported = []
+        for i, model in enumerate(TQDM(models, desc=f"exporting {desc}")):
+            path = str(Path(tmp) / f"model{i}.onnx")
+            exported.append((path, model_onnx(model, imgsz, batch, path)))
         reference = (reference_model(supernet, lut, backend, tmp), lut["reference"]["median_us"])
-        with TQDM(total=rounds, desc=f"timing {desc} ({len(archs)} models, interleaved rounds)") as bar:
-            return measure_interleaved(backend, models, reference, rounds=rounds, progress=bar)
+        with TQDM(total=rounds, desc=f"timing {desc} ({len(models)} models, interleaved rounds)") as bar:
+            return measure_interleaved(backend, exported, reference, rounds=rounds, progress=bar)
+
+
+def measure_subnets(supernet, archs, lut, backend, rounds=15, desc="subnets"):
+    """Whole-model latency stats of every arch, as `measure_models` times them."""
+    from .extract import extract
+
+    return measure_models(supernet, [extract(supernet, a) for a in archs], lut, backend, rounds, desc)
 
 
 def _meta(backend, supernet, space, imgsz, batch, source):

@@ -1,6 +1,9 @@
-"""Reading Ultralytics training run directories (runs/detect/<name>): is the run finished, and what did it score."""
+"""Ultralytics training run directories (runs/detect/<name>): is the run finished, how to finish it, what it scored."""
 
 import csv
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
@@ -10,6 +13,55 @@ def train_done(run_dir):
 
     last = Path(run_dir) / "weights" / "last.pt"
     return last.is_file() and torch.load(last, map_location="cpu", weights_only=False).get("optimizer") is None
+
+
+def train_command(yolo, run_dir, model, data, **args):
+    """The stock `yolo train` command that brings `run_dir` to a finished training: None when it is finished, a
+    `resume` of its last.pt when an earlier run was interrupted, else a fresh run of `model` with `args`."""
+    run_dir = Path(run_dir)
+    last = run_dir / "weights" / "last.pt"
+    if train_done(run_dir):
+        return None
+    if last.is_file():
+        return [str(yolo), "train", "resume", f"model={last}"]
+    args = {"data": data, **args, "project": run_dir.parent, "name": run_dir.name, "exist_ok": True}
+    return [str(yolo), "train", f"model={model}", *(f"{k}={v}" for k, v in args.items())]
+
+
+def run_trainings(commands, jobs=2):
+    """Run {name: command from `train_command`} `jobs` at a time (None: already finished), each logging to
+    `<run dir>.log`; a failing training raises SystemExit naming it and its log. Ultralytics trains on one core of a
+    small CPU machine, so two at a time use a 2-core machine fully."""
+
+    def one(item):
+        name, cmd = item
+        if cmd is None:
+            return
+        log = Path(f"{_run_dir(cmd)}.log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        t = time.time()
+        with open(log, "a") as f:
+            code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+        if code:
+            raise SystemExit(f"training {name} failed (exit {code}); see {log}")
+        print(f"  {time.time() - t:7.1f} s  {name}", flush=True)
+
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(one, commands.items()))
+
+
+def _run_dir(cmd):
+    """The run directory a `train_command` command writes."""
+    args = dict(c.split("=", 1) for c in cmd if "=" in c)
+    if "resume" in cmd:
+        return Path(args["model"]).parents[1]
+    return Path(args["project"]) / args["name"]
+
+
+def train_seconds(run_dir):
+    """Wall time of the training in `run_dir` (Ultralytics' cumulative `time` column of results.csv)."""
+    with open(Path(run_dir) / "results.csv") as f:
+        return float(list(csv.DictReader(f))[-1]["time"])
 
 
 def final_metrics(run_dir):

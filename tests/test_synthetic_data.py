@@ -87,6 +87,7 @@ def test_refuses_non_empty_dir_unless_exist_ok(tmp_path):
         (dict(seed=-1), "seed must be"),
         (dict(classes=0), "classes must be"),
         (dict(classes=["circle", "hexagon"]), "classes must be"),
+        (dict(preset="medium"), "preset 'medium' is not allowed; choose from \\['easy', 'standard', 'hard'\\]"),
     ],
 )
 def test_bad_arguments(tmp_path, kwargs, match):
@@ -118,3 +119,17 @@ def test_cli_bad_value(tmp_path, args, match):
     assert r.returncode != 0
     assert match in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def _object_sizes(root: Path) -> list[float]:
+    return [float(line.split()[3]) for p in (root / "labels").rglob("*.txt") for line in p.read_text().splitlines()]
+
+
+def test_presets_set_the_difficulty(tmp_path):
+    easy, hard = (make_dataset(tmp_path / p, preset=p, train=24, val=1, imgsz=64).parent for p in ("easy", "hard"))
+    assert "preset easy" in (easy / "data.yaml").read_text()
+    assert min(_object_sizes(easy)) >= 0.15  # easy: no small objects
+    assert min(_object_sizes(hard)) < 0.15
+    assert _labels(make_dataset(tmp_path / "again", preset="easy", train=24, val=1, imgsz=64).parent) == _labels(easy)
+    r = _cli("--out", tmp_path / "cli", "--train", 2, "--val", 1, "--imgsz", 64, "--preset", "hard")
+    assert r.returncode == 0 and "preset hard" in (tmp_path / "cli" / "data.yaml").read_text()

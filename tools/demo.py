@@ -42,16 +42,11 @@ def sh(*cmd):
 
 def yolo_train(run_dir, model, data, cfg, epochs):
     """Stock `yolo train`, resumed when an earlier run of the demo was interrupted."""
-    from nas_plugin.run_files import train_done
+    from nas_plugin.run_files import train_command
 
-    last = run_dir / "weights" / "last.pt"
-    if train_done(run_dir):
-        return
-    if last.is_file():
-        sh(YOLO_CLI, "train", "resume", f"model={last}")
-        return
-    sh(YOLO_CLI, "train", f"model={model}", f"data={data}", f"epochs={epochs}", f"imgsz={cfg['imgsz']}", f"batch={cfg['batch']}",
-       f"nbs={cfg['nbs']}", "workers=0", "device=cpu", f"project={run_dir.parent}", f"name={run_dir.name}", "exist_ok=True")  # fmt: skip
+    cmd = train_command(YOLO_CLI, run_dir, model, data, epochs=epochs, imgsz=cfg["imgsz"], batch=cfg["batch"], nbs=cfg["nbs"], workers=0, device="cpu")
+    if cmd:
+        sh(*cmd)
 
 
 def search_row(search_dir, arch):
@@ -118,7 +113,7 @@ def main(argv=None):
     data = out / "data" / "data.yaml"
     step(1, "synthetic dataset")
     if not data.is_file():
-        sh(sys.executable, ROOT / "tools" / "make_dataset.py", "--out", data.parent, "--train", cfg["train"], "--val", cfg["val"], "--imgsz", cfg["imgsz"], "--exist-ok")
+        sh(sys.executable, ROOT / "tools" / "make_dataset.py", "--out", data.parent, "--train", cfg["train"], "--val", cfg["val"], "--imgsz", cfg["imgsz"], "--preset", "easy", "--exist-ok")
 
     step(2, "supernet training (stock yolo train, subnets sampled per batch)")
     yolo_train(out / "supernet", args.model, data, cfg, cfg["epochs"])
