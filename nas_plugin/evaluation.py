@@ -38,6 +38,7 @@ class AccuracyEvaluator:
 
     def __init__(self, supernet, data, imgsz, work_dir, calib_batches=2, val_images=None, seed=0, device="cpu"):
         self.supernet, self.imgsz, self.device = supernet, imgsz, device
+        self.save_dir = Path(work_dir) / "val"  # the validator's own directory: never runs/ in the current directory
         self.data_yaml = str(data)
         checked = check_dataset(data, supernet)
         self.calib = calibration_batches(checked, imgsz, VAL_BATCH, calib_batches, seed)
@@ -71,7 +72,7 @@ class AccuracyEvaluator:
         from ultralytics.models.yolo.detect import DetectionValidator
 
         args = dict(data=data or self.val_data, imgsz=self.imgsz, batch=VAL_BATCH, device=self.device, plots=False, verbose=False, save_json=False)
-        stats = DetectionValidator(args=args)(model=model)
+        stats = DetectionValidator(save_dir=self.save_dir, args=args)(model=model)
         return float(stats["metrics/mAP50(B)"]), float(stats["metrics/mAP50-95(B)"])
 
     def __call__(self, archs):

@@ -36,9 +36,6 @@ from .errors import NASError
 from .files import atomic_path
 from .space import arch_key, encode, fields, max_arch, min_arch, random_arch, restrict
 
-# Attribute access at call time: modules.py registers these callbacks while supernet.py may still be importing it.
-from . import supernet  # noqa: E402  isort: skip
-
 SAMPLERS = ("sandwich", "uniform")
 DEFAULTS = {
     "sampler": "sandwich",
@@ -447,3 +444,8 @@ CALLBACKS = {
     "on_train_epoch_end": on_train_epoch_end,
     "on_fit_epoch_end": on_fit_epoch_end,
 }
+
+# Last, so that importing this module alone works: supernet -> modules -> integration.install() imports CALLBACKS from
+# here, which exists by now. The functions above read `supernet` at call time.
+from . import supernet  # noqa: E402  isort: skip
+

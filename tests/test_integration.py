@@ -64,3 +64,16 @@ def test_missing_dataset_is_reported(tmp_path):
     proc = yolo("train", f"model={SUPERNET_YAML}", f"data={tmp_path / 'nope.yaml'}", "epochs=1", "imgsz=64", "device=cpu", cwd=tmp_path)
     assert proc.returncode != 0
     assert "nope.yaml" in proc.output and "does not exist" in proc.output
+
+
+def test_every_public_module_imports_on_its_own(tmp_path):
+    import subprocess
+    import sys
+
+    names = sorted(p.stem for p in (ROOT / "nas_plugin").glob("*.py") if not p.stem.startswith("_"))
+    code = "import importlib, subprocess, sys\n" + "".join(
+        f"assert subprocess.run([sys.executable, '-c', 'import nas_plugin.{n}']).returncode == 0, '{n}'\n" for n in names
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(names) >= 15

@@ -95,6 +95,7 @@ def test_search_tool_end_to_end(tiny_search_inputs, tiny_data, tmp_path):
     assert len({h["arch"] for h in history}) == len(history)
     best = json.loads((out / "best" / "arch.json").read_text())
     assert best == max(front, key=lambda r: r["map50_95"])["arch"]
+    assert not (tmp_path / "runs").exists()  # validation writes under --out only
 
     from ultralytics import YOLO
 
