@@ -97,8 +97,9 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=30, help="stand-alone training epochs (subnets and YOLOv8n)")
     p.add_argument("--supernet-epochs", type=int, default=60)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--k", type=int, default=8, help="subnets compared (>= 3)")
-    p.add_argument("--seeds", type=int, default=2, help="seeds for the largest, the smallest and YOLOv8n trained alone")
+    p.add_argument("--k", type=int, default=8, help="subnets compared (>= 2: max and min; a rank correlation wants >= 8)")
+    p.add_argument("--seeds", type=int, default=2, help="seeds for the --repeat models trained alone")
+    p.add_argument("--repeat", default="max,min,yolov8n", help="models trained once per seed (the noise floor)")
     p.add_argument("--calib-batches", type=int, default=2, help="BN recalibration batches of 16, as tools/search.py")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--lut", help="latency table of the supernet at --imgsz (default: build one with OpenVINO)")
@@ -118,8 +119,8 @@ def main(argv=None):
     from nas_plugin.synthetic_data import make_dataset
     from nas_plugin.training import parse_nas_config
 
-    if args.k < 3:
-        raise NASError(f"--k must be >= 3, got {args.k}.")
+    if args.k < 2:
+        raise NASError(f"--k must be >= 2 (the largest and the smallest subnet), got {args.k}.")
     recipe = json.loads(args.recipe)
     parse_nas_config(recipe, "--recipe")
     work = Path(args.work).resolve()
@@ -153,7 +154,7 @@ def main(argv=None):
 
     common = dict(epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=0, device="cpu", plots=False)
     runs = {f"supernet {args.name}": train_command(YOLO, work / args.name / "supernet", supernet_yaml, data, **{**common, "epochs": args.supernet_epochs})}
-    repeated = {"max", "min", "yolov8n"}
+    repeated = set(args.repeat.split(","))
     for name in [*names, "yolov8n"]:
         model = "yolov8n.yaml" if name == "yolov8n" else work / "subnets" / name / "model.yaml"
         for seed in range(args.seeds if name in repeated else 1):

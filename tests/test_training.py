@@ -293,3 +293,19 @@ def test_init_loads_the_largest_subnet_and_refuses_another_class_count(tmp_path)
         load_init(_tiny(tmp_path, nc=3), str(tmp_path / "max" / "model.pt"), "y.yaml")
     with pytest.raises(NASError, match="nas: init='nope.pt' in y.yaml does not exist"):
         load_init(fresh, "nope.pt", "y.yaml")
+
+
+def test_yolo_train_starts_from_the_largest_subnet_and_refuses_a_foreign_checkpoint(tiny_data, tmp_path):
+    from nas_plugin.extract import save_subnet
+    from nas_plugin.supernet import space_from_model
+
+    for nc in (6, 3):
+        model = _tiny(tmp_path, nc)
+        save_subnet(model, S.max_arch(space_from_model(model)), tmp_path / f"max{nc}")
+    for nc, ok in ((6, True), (3, False)):
+        cfg = tmp_path / f"init{nc}.yaml"
+        cfg.write_text(TINY_SUPERNET.format(nc=6) + f"nas:\n  init: {tmp_path / f'max{nc}' / 'model.pt'}\n")
+        proc = yolo(*_train_args(tiny_data, tmp_path, f"init{nc}", 1, cfg), cwd=tmp_path)
+        assert (proc.returncode == 0) == ok, proc.output
+        assert ("nas: weights initialised from" in proc.output) == ok
+        assert ("does not match the supernet" in proc.output) != ok
