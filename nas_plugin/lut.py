@@ -13,6 +13,7 @@ No torch here: the search reads tables with this module alone.
 
 import itertools
 import json
+import math
 
 from .errors import NASError
 from .space import fingerprint, units, validate_arch
@@ -76,6 +77,25 @@ def predict_us(lut, space, arch):
     return cal["scale"] * raw_sum_us(lut, space, validate_arch(space, arch)) + cal["offset_us"]
 
 
+def _positive(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+def _check_numbers(lut, path):
+    """Every timing a prediction reads must be a finite number > 0, and the calibration line finite."""
+    where = [("reference", lut["reference"])] + [(f"entry {k!r}", e) for k, e in lut["entries"].items()]
+    for name, entry in where:
+        value = entry.get("median_us") if isinstance(entry, dict) else entry
+        if not _positive(value):
+            raise NASError(f"latency table {str(path)!r}: {name} has median_us {value!r}; every latency must be a finite number > 0 (rebuild the table).")
+    cal = lut.get("calibration")
+    if cal is not None:
+        for key in ("scale", "offset_us"):
+            v = cal.get(key) if isinstance(cal, dict) else None
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                raise NASError(f"latency table {str(path)!r}: calibration {key} is {v!r}; it must be a finite number (rebuild the table).")
+
+
 def load_lut(path, space=None, imgsz=None):
     """Read a table and check it fits `space` (fingerprint) and `imgsz`; errors say what differs."""
     try:
@@ -92,6 +112,7 @@ def load_lut(path, space=None, imgsz=None):
         raise NASError(f"latency table {str(path)!r} lacks metadata {missing}; rebuild it with tools/build_lut.py.")
     if "median_us" not in lut.get("reference", {}):
         raise NASError(f"latency table {str(path)!r} has no measured reference subnet; rebuild it with tools/build_lut.py.")
+    _check_numbers(lut, path)
     meta = lut["meta"]
     if space is not None and meta["space_fingerprint"] != fingerprint(space):
         raise NASError(

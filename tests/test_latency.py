@@ -1,6 +1,7 @@
 """Latency backends, table building (with resume), prediction, refusal of foreign tables, validation report."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -189,3 +190,22 @@ def test_static_model_is_not_a_supernet(tmp_path, supernet, space):
     proc = tool("build_lut.py", "--model", tmp_path / "s" / "model.pt", "--imgsz", 64, "--backend", "openvino", "--out", tmp_path / "l.json", cwd=tmp_path)
     assert proc.returncode == 2 and "has no elastic layers" in proc.stderr
 
+
+
+@pytest.mark.parametrize("value", [float("nan"), -19701.0, 0, "12", None, float("inf")])
+def test_tables_with_impossible_timings_are_refused(tiny_lut, tmp_path, value):
+    lut = json.loads(Path(tiny_lut).read_text())
+    key = next(iter(lut["entries"]))
+    if value is None:
+        del lut["entries"][key]["median_us"]
+    else:
+        lut["entries"][key]["median_us"] = value
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(lut))
+    with pytest.raises(NASError, match=rf"entry {key!r} has median_us .*; every latency must be a finite number > 0"):
+        L.load_lut(bad)
+    lut = json.loads(Path(tiny_lut).read_text())
+    lut["calibration"]["scale"] = float("nan")
+    bad.write_text(json.dumps(lut))
+    with pytest.raises(NASError, match="calibration scale is nan; it must be a finite number"):
+        L.load_lut(bad)
