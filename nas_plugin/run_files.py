@@ -59,9 +59,15 @@ def _run_dir(cmd):
 
 
 def train_seconds(run_dir):
-    """Wall time of the training in `run_dir` (Ultralytics' cumulative `time` column of results.csv)."""
+    """Training wall time of `run_dir`: the sum of its epochs' times from results.csv, whose `time` column counts from
+    each (re)start, so a resumed run's epochs add up too."""
+    total, last = 0.0, 0.0
     with open(Path(run_dir) / "results.csv") as f:
-        return float(list(csv.DictReader(f))[-1]["time"])
+        for row in csv.DictReader(f):
+            t = float(row["time"])
+            total += t - last if t >= last else t
+            last = t
+    return total
 
 
 def final_metrics(run_dir):

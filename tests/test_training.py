@@ -309,3 +309,10 @@ def test_yolo_train_starts_from_the_largest_subnet_and_refuses_a_foreign_checkpo
         assert (proc.returncode == 0) == ok, proc.output
         assert ("nas: weights initialised from" in proc.output) == ok
         assert ("does not match the supernet" in proc.output) != ok
+
+
+def test_train_seconds_adds_up_a_resumed_run(tmp_path):
+    from nas_plugin.run_files import train_seconds
+
+    (tmp_path / "results.csv").write_text("epoch,time\n1,10.0\n2,21.0\n3,9.5\n4,20.0\n")  # resumed before epoch 3
+    assert train_seconds(tmp_path) == 41.0
