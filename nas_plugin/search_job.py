@@ -1,6 +1,8 @@
 """The search as `tools/search.py` runs it: inputs checked before any work, NSGA-II, then the front as YOLO models."""
 
+import json
 import shutil
+from pathlib import Path
 
 from .errors import NASError
 from .evaluation import AccuracyEvaluator
@@ -23,6 +25,29 @@ def latency_model(kind, supernet, space, lut):
     return lambda archs: [s["median_us"] / 1000 for s in measure_subnets(supernet, archs, lut, backend, desc="generation")]
 
 
+def _check_device(device):
+    """Refuse a CUDA device on a machine without one before any work (Ultralytics would fail at the first subnet)."""
+    import torch
+
+    wants_cuda = str(device).lower().startswith("cuda") or str(device).split(",")[0].strip().isdigit()
+    if wants_cuda and not torch.cuda.is_available():
+        raise NASError(f"--device {device} asks for CUDA, but torch sees no CUDA device here; use --device cpu.")
+
+
+RESUME_FIXED = ("weights", "data", "lut", "latency_budget", "params_budget", "gflops_budget", "population", "seed", "objective",
+                "calib_batches", "val_images", "latency", "device")  # fmt: skip  # change what a resumed search's rows mean
+
+
+def _check_same_settings(old, new, out):
+    """A resumed search reuses its evaluated rows: refuse a setting that would change them (only --generations may)."""
+    for key in RESUME_FIXED:
+        if old.get(key) != new.get(key):
+            raise NASError(
+                f"cannot resume the search in {out} with --{key.replace('_', '-')} {new.get(key)!r}: it ran with {old.get(key)!r}, "
+                f"which its evaluated subnets depend on; resume with the same value, or start a new search with another --out."
+            )
+
+
 def run_job(args, out):
     from ultralytics.utils import LOGGER, TQDM
 
@@ -30,10 +55,19 @@ def run_job(args, out):
     space = space_from_model(supernet)
     lut = load_lut(args.lut, space)
     imgsz = lut["meta"]["imgsz"]
+    _check_device(args.device)
+    smallest = predict_us(lut, space, min_arch(space)) / 1000
+    if args.latency_budget is not None and args.latency_budget < smallest:
+        raise NASError(f"--latency-budget {args.latency_budget} ms is below the smallest subnet's predicted latency {smallest:.3f} ms; no subnet of this supernet can meet it.")
     evaluator = AccuracyEvaluator(supernet, args.data, imgsz, out, args.calib_batches, args.val_images, args.seed, args.device)
     budgets = {"latency_ms": args.latency_budget, "params": args.params_budget and args.params_budget * 1e6, "gflops": args.gflops_budget}
     budgets = {k: v for k, v in budgets.items() if v is not None}
-    write_json(out / "search_args.json", {**vars(args), "imgsz": imgsz, "lut_meta": lut["meta"]})
+    paths = {k: str(Path(getattr(args, k)).resolve()) for k in ("weights", "data", "lut")}  # the same files from any cwd
+    settings = json.loads(json.dumps({**vars(args), **paths, "imgsz": imgsz, "lut_meta": lut["meta"]}, default=str))
+    if args.resume and (out / "search_args.json").exists():
+        _check_same_settings(json.loads((out / "search_args.json").read_text()), settings, out)
+    else:
+        write_json(out / "search_args.json", settings)
     LOGGER.info(f"search: NSGA-II, population {args.population}, {args.generations} generations, imgsz {imgsz}, budgets {budgets or 'none'}")
     with TQDM(total=args.generations, desc="generations") as bar:
         rows, front = run_search(

@@ -106,10 +106,21 @@ def test_search_tool_end_to_end(tiny_search_inputs, tiny_data, tmp_path):
 
 
 def test_infeasible_budget_says_so_and_fails(tiny_search_inputs, tiny_data, tmp_path):
-    proc = tool("search.py", *_args(tiny_search_inputs, tiny_data, tmp_path / "s", "--latency-budget", 0.001), cwd=tmp_path)
+    proc = tool("search.py", *_args(tiny_search_inputs, tiny_data, tmp_path / "s", "--params-budget", 1e-6), cwd=tmp_path)
     assert proc.returncode == 2
-    assert "no evaluated subnet meets the budgets {'latency_ms': 0.001}: the fastest of" in proc.stderr
+    assert "no evaluated subnet meets the budgets {'params': 1.0}: the fastest of" in proc.stderr
     assert (tmp_path / "s" / "history.csv").exists() and not (tmp_path / "s" / "best").exists()
+
+
+def test_budget_below_the_smallest_subnet_and_missing_cuda_are_refused_before_work(tiny_search_inputs, tiny_data, tmp_path):
+    low = tool("search.py", *_args(tiny_search_inputs, tiny_data, tmp_path / "s", "--latency-budget", 0.001), cwd=tmp_path)
+    assert low.returncode == 2 and "--latency-budget 0.001 ms is below the smallest subnet's predicted latency" in low.stderr
+    assert not (tmp_path / "s" / "history.csv").exists()
+    import torch
+
+    if not torch.cuda.is_available():
+        cuda = tool("search.py", *_args(tiny_search_inputs, tiny_data, tmp_path / "c", "--device", "cuda:0"), cwd=tmp_path)
+        assert cuda.returncode == 2 and cuda.stderr.strip() == "search.py: error: --device cuda:0 asks for CUDA, but torch sees no CUDA device here; use --device cpu."
 
 
 @pytest.mark.parametrize(
@@ -137,3 +148,16 @@ def test_search_tool_refuses_bad_inputs_before_work(tiny_search_inputs, tiny_dat
     other.write_text(TINY_SUPERNET.format(nc=80))
     classes = tool("search.py", "--weights", other, "--data", tiny_data, "--lut", lut, "--out", tmp_path / "c", cwd=tmp_path)
     assert classes.returncode == 2 and "has 6 classes but the model has 80" in classes.stderr
+
+
+def test_resume_refuses_settings_that_change_the_evaluated_rows(tiny_search_inputs, tiny_data, tmp_path):
+    out = tmp_path / "s"
+    first = tool("search.py", *_args(tiny_search_inputs, tiny_data, out, "--latency-budget", 1000, "--generations", 1), cwd=tmp_path)
+    assert first.returncode == 0, first.output
+    kept = (out / "search_args.json").read_text()
+    other = tool("search.py", *_args(tiny_search_inputs, tiny_data, out, "--latency-budget", 1.0, "--generations", 2, "--resume"), cwd=tmp_path)
+    assert other.returncode == 2
+    assert "cannot resume the search in" in other.stderr and "with --latency-budget 1.0: it ran with 1000.0" in other.stderr
+    assert (out / "search_args.json").read_text() == kept  # the original settings are kept
+    same = tool("search.py", *_args(tiny_search_inputs, tiny_data, out, "--latency-budget", 1000, "--generations", 2, "--resume"), cwd=tmp_path)
+    assert same.returncode == 0, same.output
