@@ -99,7 +99,7 @@ def main():
     space = space_from_model(supernet)
     configs = {}
     for name, arch in [("max", max_arch(space)), ("min", min_arch(space))] + [(f"random{i}", random_arch(space, seed=i)) for i in range(args.randoms)]:
-        save_subnet(supernet, arch, work / "static" / name)
+        save_subnet(supernet, arch, work / "static" / name, exist_ok=True)
         configs[f"static {name}"] = work / "static" / name / "model.yaml"
     for name, block in [("uniform", "sampler: uniform"), ("sandwich", "sampler: sandwich"), ("sandwich+distill", "sampler: sandwich\n  distill: 1.0")]:
         path = work / "supernets" / f"yolov8n-{name.replace('+', '-')}-supernet.yaml"

@@ -1,6 +1,9 @@
 """Subnet extraction: a supernet + an arch -> a standard Ultralytics model YAML and a model with inherited weights."""
 
 import copy
+import os
+import shutil
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -11,7 +14,7 @@ from . import __version__
 from .calibration import recalibrate_bn
 from .elastic_ops import inherit_state
 from .errors import NASError
-from .files import atomic_path, write_json, write_text
+from .files import write_json, write_text
 from .integration import install
 from .modules import ElasticModule
 from .space import SECTIONS
@@ -74,7 +77,7 @@ def yaml_text(cfg, header=""):
     return "\n".join(lines) + "\n"
 
 
-def save_subnet(model, arch, out_dir, source="", calib=None, train_args=None):
+def save_subnet(model, arch, out_dir, source="", calib=None, train_args=None, exist_ok=False):
     """Write `out_dir/{arch.json, model.yaml, model.pt}` for `arch` of supernet `model`; returns the static model.
 
     With `calib` (image batches from `calibration.calibration_batches`) the subnet's BatchNorm statistics are
@@ -86,12 +89,22 @@ def save_subnet(model, arch, out_dir, source="", calib=None, train_args=None):
     if calib:
         recalibrate_bn(static, calib)
     calib_images = sum(len(b) for b in calib or [])
-    return write_subnet(static, arch, space_from_model(model), out_dir, source, calib_images, train_args)
+    return write_subnet(static, arch, space_from_model(model), out_dir, source, calib_images, train_args, exist_ok)
 
 
-def write_subnet(static, arch, space, out_dir, source="", calib_images=0, train_args=None):
-    """Write the files of an extracted (and maybe recalibrated on `calib_images` images) subnet; returns it."""
+def write_subnet(static, arch, space, out_dir, source="", calib_images=0, train_args=None, exist_ok=False):
+    """Write the files of an extracted (and maybe recalibrated on `calib_images` images) subnet; returns it.
+
+    The three files are written into a temporary directory and moved in together: a new `out_dir` appears whole,
+    and an existing one (only with `exist_ok`) gets its three files replaced one rename each, its other files kept.
+    A non-empty `out_dir` is refused without `exist_ok`, and `source`'s own file is never overwritten.
+    """
     out = Path(out_dir)
+    if source and (out / "model.pt").resolve() == Path(str(source)).resolve():
+        raise NASError(f"--out {str(out)!r} would overwrite the supernet {str(source)!r} with the subnet's model.pt; choose another directory.")
+    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not exist_ok):
+        what = "is a file" if out.is_file() else "is not empty"
+        raise NASError(f"output directory {str(out)!r} {what}; choose another --out, or pass --force to replace its arch.json, model.yaml and model.pt.")
     args = static.args if isinstance(static.args, dict) else vars(static.args)
     ckpt = {
         "date": datetime.now().astimezone().isoformat(),
@@ -100,9 +113,17 @@ def write_subnet(static, arch, space, out_dir, source="", calib_images=0, train_
         "train_args": {k: args[k] for k in _CKPT_ARGS if k in args} | {"task": "detect"} | (train_args or {}),
         "nas": {"arch": arch, "space": space, "supernet": str(source), "bn_calibration_images": calib_images, "nas_plugin": __version__},
     }
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "arch.json", arch)
-    write_text(out / "model.yaml", yaml_text(static.yaml, f"Subnet extracted by nas_plugin {__version__} from {source or 'a supernet'}"))
-    with atomic_path(out / "model.pt") as tmp:
-        torch.save(ckpt, tmp)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        write_json(tmp / "arch.json", arch)
+        write_text(tmp / "model.yaml", yaml_text(static.yaml, f"Subnet extracted by nas_plugin {__version__} from {source or 'a supernet'}"))
+        torch.save(ckpt, tmp / "model.pt")
+        if out.is_dir():
+            for name in ("arch.json", "model.yaml", "model.pt"):
+                os.replace(tmp / name, out / name)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return static

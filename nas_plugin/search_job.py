@@ -94,7 +94,7 @@ def run_job(args, out):
     shutil.rmtree(out / "best", ignore_errors=True)
     train_args = {"imgsz": imgsz, "data": str(args.data)}
     for i, r in enumerate(front):
-        write_subnet(models[arch_key(r["arch"])], r["arch"], space, out / "front" / str(i), args.weights, evaluator.calib_images, train_args)
+        write_subnet(models[arch_key(r["arch"])], r["arch"], space, out / "front" / str(i), args.weights, evaluator.calib_images, train_args, exist_ok=True)
     best = max(front, key=lambda r: r[args.objective])
     i_best = front.index(best)
     shutil.copytree(out / "front" / str(i_best), out / "best")

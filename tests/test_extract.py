@@ -206,3 +206,32 @@ def test_extract_tool_refuses_a_dataset_with_other_classes(tiny_data, tmp_path):
     proc = tool("extract.py", "--weights", SUPERNET_YAML, "--data", tiny_data, "--out", tmp_path / "o", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"extract.py: error: dataset {str(tiny_data)!r} has 6 classes but the model has 80; use the dataset the supernet was trained on."
+
+
+def test_extract_tool_never_clobbers_outputs_or_its_supernet(tmp_path):
+    from helpers import TINY_SUPERNET
+
+    model = tmp_path / "tiny.yaml"
+    model.write_text(TINY_SUPERNET.format(nc=2))
+    out = tmp_path / "sub"
+    assert tool("extract.py", "--weights", model, "--arch", "min", "--out", out, cwd=tmp_path).returncode == 0
+    before = (out / "arch.json").read_text()
+    again = tool("extract.py", "--weights", model, "--arch", "max", "--out", out, cwd=tmp_path)
+    assert again.returncode == 2 and "is not empty; choose another --out, or pass --force" in again.stderr
+    assert (out / "arch.json").read_text() == before
+    (out / "notes.txt").write_text("mine")
+    forced = tool("extract.py", "--weights", model, "--arch", "max", "--out", out, "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.output
+    assert (out / "arch.json").read_text() != before and (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary directory left
+
+    trained = tmp_path / "run"
+    trained.mkdir()
+    (trained / "model.pt").write_bytes((out / "model.pt").read_bytes())
+    from nas_plugin.errors import NASError
+    from nas_plugin.extract import save_subnet
+    from nas_plugin.supernet import load_supernet, space_from_model
+
+    supernet = load_supernet(model)
+    with pytest.raises(NASError, match="would overwrite the supernet"):
+        save_subnet(supernet, S.min_arch(space_from_model(supernet)), trained, source=str(trained / "model.pt"), exist_ok=True)

@@ -20,7 +20,8 @@ def main(argv=None):
     p.add_argument("--weights", required=True, help="supernet checkpoint (.pt) or supernet model YAML")
     p.add_argument("--arch", default="max", help="max, min, random, or a path to an arch JSON file")
     p.add_argument("--seed", type=int, default=0, help="seed for --arch random")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (new or empty, unless --force)")
+    p.add_argument("--force", action="store_true", help="replace arch.json, model.yaml and model.pt in a non-empty --out")
     p.add_argument("--data", help="dataset YAML whose training images recalibrate BatchNorm (never its val images)")
     p.add_argument("--imgsz", type=int, help="calibration image size (default: the checkpoint's training imgsz)")
     p.add_argument("--calib-batches", type=int, default=8, help="calibration batches (default 8)")
@@ -39,7 +40,7 @@ def main(argv=None):
 
         imgsz = args.imgsz or dict(getattr(model, "args", None) or {}).get("imgsz", 640)
         calib = calibration_batches(check_dataset(args.data, model), imgsz, args.batch, args.calib_batches)
-    static = save_subnet(model, arch, args.out, source=args.weights, calib=calib)
+    static = save_subnet(model, arch, args.out, source=args.weights, calib=calib, exist_ok=args.force)
     n = sum(p.numel() for p in static.parameters())
     bn = f", BatchNorm recalibrated on {sum(len(b) for b in calib)} training images" if calib else ""
     print(f"subnet ({n:,} parameters{bn}) written to {args.out}: arch.json, model.yaml, model.pt")
