@@ -41,10 +41,10 @@ DEFAULTS = {
     "sampler": "sandwich",
     "num_random": 2,
     "same_batch": False,
-    "distill": 0.0,
-    "phases": [["all", 1.0]],
+    "distill": 1.0,
+    "phases": [["max", 0.4], ["all", 0.6]],
     "init": None,
-    "zero_init": False,
+    "zero_init": True,
     "calib_batches": 8,
     "val_min": True,
 }
