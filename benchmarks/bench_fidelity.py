@@ -100,7 +100,7 @@ def main(argv=None):
     p.add_argument("--k", type=int, default=8, help="subnets compared (>= 2: max and min; a rank correlation wants >= 8)")
     p.add_argument("--seeds", type=int, default=2, help="seeds for the --repeat models trained alone")
     p.add_argument("--repeat", default="max,min,yolov8n", help="models trained once per seed (the noise floor)")
-    p.add_argument("--calib-batches", type=int, default=2, help="BN recalibration batches of 16, as tools/search.py")
+    p.add_argument("--calib-batches", type=int, help="BN recalibration batches of 16 (default: tools/search.py's)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--lut", help="latency table of the supernet at --imgsz (default: build one with OpenVINO)")
     p.add_argument("--work", default="runs/bench_fidelity")
@@ -163,7 +163,7 @@ def main(argv=None):
     run_trainings(runs, args.jobs)
 
     weights = work / args.name / "supernet" / "weights" / "last.pt"
-    evaluator = AccuracyEvaluator(load_supernet(weights), data, args.imgsz, work / args.name, calib_batches=args.calib_batches)
+    evaluator = AccuracyEvaluator(load_supernet(weights), data, args.imgsz, work / args.name, **({"calib_batches": args.calib_batches} if args.calib_batches else {}))
     inherited = evaluator([arch for arch, _ in subnets])
     alone = {name: [final_metrics(work / "standalone" / f"{name}_seed{s}")[0] for s in range(args.seeds if name in repeated else 1)] for name in [*names, "yolov8n"]}
 

@@ -17,6 +17,7 @@ import yaml
 from .calibration import calibration_batches, check_dataset, recalibrate_bn
 from .extract import extract
 from .files import write_text
+from .search import CALIB_BATCHES
 
 VAL_BATCH = 16  # `yolo val`'s default: rectangular val batches depend on it, so the mAP does too
 
@@ -36,7 +37,7 @@ def _all_cores():
 class AccuracyEvaluator:
     """`evaluator(archs)` -> one {'map50', 'map50_95', 'params', 'gflops'} per arch, for a whole generation at once."""
 
-    def __init__(self, supernet, data, imgsz, work_dir, calib_batches=2, val_images=None, seed=0, device="cpu"):
+    def __init__(self, supernet, data, imgsz, work_dir, calib_batches=CALIB_BATCHES, val_images=None, seed=0, device="cpu"):
         self.supernet, self.imgsz, self.device = supernet, imgsz, device
         self.save_dir = Path(work_dir) / "val"  # the validator's own directory: never runs/ in the current directory
         self.data_yaml = str(data)

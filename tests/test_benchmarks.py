@@ -24,7 +24,7 @@ def test_fidelity_benchmark_runs_end_to_end_and_reuses_finished_trainings(tmp_pa
     nas_log = (tmp_path / "work" / "tiny" / "supernet" / "nas_subnets.csv").read_text().splitlines()
     assert {line.split(",")[2] for line in nas_log[1:] if line.startswith("1,")} == {"max"}  # the warm-up phase ran
 
-    again = run_cli([*args[:-4], "--name", "plain", "--recipe", "{}"], cwd=tmp_path)  # a second recipe: only its supernet trains
+    again = run_cli([*args[:-4], "--name", "plain", "--recipe", '{"phases": [["all", 1.0]]}'], cwd=tmp_path)  # only its supernet trains
     assert again.returncode == 0, again.output
     assert "trainings (2 at a time): supernet plain\n" in again.output
     assert json.loads((tmp_path / "results" / "fidelity_plain.json").read_text())["recipe"]["phases"] == [["all", 1.0]]

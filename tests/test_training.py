@@ -135,7 +135,7 @@ def _train_args(data, project, name, epochs, model=SUPERNET_YAML):
 
 def test_yolo_train_runs_the_sandwich_with_distillation(tiny_data, tmp_path):
     cfg = tmp_path / "yolov8n-kd-supernet.yaml"
-    cfg.write_text(SUPERNET_FILE.read_text().replace("nc: 80", "nas:\n  num_random: 1\n  distill: 0.5\nnc: 80", 1))
+    cfg.write_text(SUPERNET_FILE.read_text().replace("nc: 80", "nas:\n  num_random: 1\n  distill: 0.5\n  phases: [[all, 1.0]]\nnc: 80", 1))
     proc = yolo(*_train_args(tiny_data, tmp_path, "kd", 2, cfg), "nbs=12", cwd=tmp_path)
     assert proc.returncode == 0, proc.output
     assert "nas: sandwich sampler, one subnet per batch cycling ['max', 'min', 'random']" in proc.output

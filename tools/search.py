@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from nas_plugin.cli import run
+from nas_plugin.search import CALIB_BATCHES
 
 
 def main(argv=None):
@@ -28,7 +29,7 @@ def main(argv=None):
     p.add_argument("--generations", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--objective", default="map50_95", help="map50_95 (default) or map50")
-    p.add_argument("--calib-batches", type=int, default=2, help="train batches of 16 for BN recalibration (default 2)")
+    p.add_argument("--calib-batches", type=int, default=CALIB_BATCHES, help=f"train batches of 16 for BN recalibration (default {CALIB_BATCHES})")
     p.add_argument("--val-images", type=int, default=500, help="rank on a seeded subset of N val images, the front re-scored on all (default 500)")
     p.add_argument("--latency", default="lut", help="lut (default: predicted) or measure (whole subnets timed)")
     p.add_argument("--device", default="cpu", help="device for accuracy evaluation")
