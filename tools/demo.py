@@ -25,7 +25,7 @@ YOLO_CLI = str(Path(sys.executable).with_name("yolo"))  # the stock CLI of this 
 SETTINGS = {
     "quick": dict(train=32, val=8, imgsz=64, batch=8, nbs=32, epochs=1, lut_rounds=1, lut_calib=2, val_samples=3,
                   val_rounds=3, population=6, generations=2, finetune_epochs=1, latency_rounds=5),
-    "default": dict(train=400, val=100, imgsz=128, batch=16, nbs=64, epochs=12, lut_rounds=3, lut_calib=8, val_samples=10,
+    "default": dict(train=400, val=100, imgsz=128, batch=16, nbs=64, epochs=25, lut_rounds=3, lut_calib=8, val_samples=10,
                     val_rounds=10, population=20, generations=5, finetune_epochs=5, latency_rounds=15),
 }  # fmt: skip
 
