@@ -136,27 +136,28 @@ def reference_model(supernet, lut, backend, tmp):
     return backend.compile(path, inputs)
 
 
-def measure_models(supernet, models, lut, backend, rounds=15, desc="models"):
+def measure_models(supernet, models, lut, backend, rounds=15, desc="models", total=None):
     """Whole-model latency stats of static detection models (fused in place) at the table's imgsz/batch, in the
-    table's units: timed relative to its reference subnet of `supernet` in interleaved rounds."""
+    table's units: timed relative to its reference subnet of `supernet` in interleaved rounds. `models` may be a
+    generator: each is exported and dropped before the next is made."""
     from ultralytics.utils import TQDM
 
     imgsz, batch = lut["meta"]["imgsz"], lut["meta"]["batch"]
     with tempfile.TemporaryDirectory() as tmp:
         exported = []
-        for i, model in enumerate(TQDM(models, desc=f"exporting {desc}")):
+        for i, model in enumerate(TQDM(models, desc=f"exporting {desc}", total=total)):
             path = str(Path(tmp) / f"model{i}.onnx")
             exported.append((path, model_onnx(model, imgsz, batch, path)))
         reference = (reference_model(supernet, lut, backend, tmp), lut["reference"]["median_us"])
-        with TQDM(total=rounds, desc=f"timing {desc} ({len(models)} models, interleaved rounds)") as bar:
+        with TQDM(total=rounds, desc=f"timing {desc} ({len(exported)} models, interleaved rounds)") as bar:
             return measure_interleaved(backend, exported, reference, rounds=rounds, progress=bar)
 
 
 def measure_subnets(supernet, archs, lut, backend, rounds=15, desc="subnets"):
-    """Whole-model latency stats of every arch, as `measure_models` times them."""
+    """Whole-model latency stats of every arch, as `measure_models` times them (extracted one at a time)."""
     from .extract import extract
 
-    return measure_models(supernet, [extract(supernet, a) for a in archs], lut, backend, rounds, desc)
+    return measure_models(supernet, (extract(supernet, a) for a in archs), lut, backend, rounds, desc, total=len(archs))
 
 
 def _meta(backend, supernet, space, imgsz, batch, source):

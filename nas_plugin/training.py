@@ -208,7 +208,7 @@ class SupernetCriterion:
         state = self.state
         (kind, arch), *students = state.batch
         loss, items = self.criterion(preds, batch)
-        parts, teacher, kd = [loss], None, 0.0
+        parts, kd = [loss], 0.0
         if state.cfg["distill"] > 0 and kind != "max" and not students:  # one subnet per batch: the largest teaches
             with torch.no_grad():
                 supernet.set_arch(self.model, state.max_arch)
@@ -216,14 +216,14 @@ class SupernetCriterion:
                 supernet.set_arch(self.model, arch)
             kd = self._distill(preds, teacher, parts)
         state.record(kind, arch, items, kd)
-        teacher = _detached(preds)
-        for kind_s, arch_s in students:
-            supernet.set_arch(self.model, arch_s)
-            p = self.model(batch["img"])
-            loss_s, items_s = self.criterion(p, batch)
-            parts.append(loss_s)
-            state.record(kind_s, arch_s, items_s, self._distill(p, teacher, parts))
-        if students:
+        if students:  # same batch: the largest (first) subnet's outputs teach the rest
+            teacher = _detached(preds)
+            for kind_s, arch_s in students:
+                supernet.set_arch(self.model, arch_s)
+                p = self.model(batch["img"])
+                loss_s, items_s = self.criterion(p, batch)
+                parts.append(loss_s)
+                state.record(kind_s, arch_s, items_s, self._distill(p, teacher, parts))
             supernet.set_arch(self.model, arch)
         return torch.cat(parts), items
 
