@@ -11,7 +11,9 @@ trained alone) and:
 2. runs `tools/search.py` under that budget;
 3. trains, once per seed, with the same hyperparameters: YOLOv8n, YOLO11n and YOLO26n from scratch for `--epochs`;
    the search's best subnet (a) from scratch from its model.yaml for `--epochs` and (b) fine-tuned from its inherited
-   weights for `--epochs`; and YOLOv8n for the supernet's epochs + `--epochs`, the total (b) received;
+   weights for `--epochs`; and YOLOv8n for the supernet's epochs + `--epochs`, the total (b) received; when the
+   supernet's space contains YOLOv8n (the CSP supernet's `archs:`), also that subnet fine-tuned like (b), which
+   separates what the supernet's training gives from what the search's choice gives;
 4. exports every trained model the same way (fused, ONNX, OpenVINO CPU f32, batch 1) and times it against YOLOv8n
    in interleaved rounds in one run.
 Prints mean mAP50-95 with its seed spread, latency vs YOLOv8n, epochs and CPU minutes per row; writes
@@ -66,7 +68,10 @@ def main(argv=None):
     from nas_plugin.lut import load_lut
     from nas_plugin.lut_build import measure_interleaved, measure_models, model_onnx
     from nas_plugin.run_files import final_metrics, run_trainings, train_command, train_seconds
-    from nas_plugin.supernet import load_supernet, space_from_model
+    from nas_plugin.calibration import calibration_batches, check_dataset
+    from nas_plugin.extract import save_subnet
+    from nas_plugin.search import CALIB_BATCHES
+    from nas_plugin.supernet import load_supernet, named_archs, space_from_model
 
     work = Path(args.work).resolve()
     data = work / "data" / "data.yaml"
@@ -92,12 +97,19 @@ def main(argv=None):
     best_arch = json.loads((search / "best" / "arch.json").read_text())
     best_row = next(r for r in json.loads((search / "pareto.json").read_text())["front"] if r["arch"] == best_arch)
 
+    inherited_v8n = work / args.name / "yolov8n_inherited"
+    if "yolov8n" in named_archs(supernet) and not (inherited_v8n / "model.pt").is_file():  # BN recalibrated as the search does
+        calib = calibration_batches(check_dataset(data, supernet), args.imgsz, 16, CALIB_BATCHES)
+        save_subnet(supernet, named_archs(supernet)["yolov8n"], inherited_v8n, source=str(weights), calib=calib, train_args={"imgsz": args.imgsz})
+
     common = dict(epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=0, device="cpu", plots=False)
     total = supernet_epochs + args.epochs
     rows = {  # name -> (how it was trained, epochs in all, run dir per seed, command per seed)
         **{name: ("stock, from scratch", args.epochs, "standalone", f"{name.lower()}", cfg, {}) for name, cfg in STOCK.items()},
         "searched (a)": ("searched, from scratch (its model.yaml)", args.epochs, args.name, "best_scratch", search / "best" / "model.yaml", {}),
         "searched (b)": (f"searched, inherited + fine-tuned ({supernet_epochs} supernet epochs + {args.epochs})", total, args.name, "best_finetune", search / "best" / "model.pt", {}),
+        **({"YOLOv8n (b)": (f"YOLOv8n's arch in the supernet, inherited + fine-tuned as (b)", total, args.name, "yolov8n_finetune", inherited_v8n / "model.pt", {})}
+           if inherited_v8n.is_dir() else {}),
         f"YOLOv8n {total} ep": (f"stock, from scratch, {total} epochs (as (b) in all)", total, "standalone", f"yolov8n_{total}ep", "yolov8n.yaml", {"epochs": total}),
     }  # fmt: skip
     runs, dirs = {}, {}
@@ -127,8 +139,9 @@ def main(argv=None):
             "latency_vs_yolov8n": round(s["median_us"] / 1000, 3), "cpu_min": round(sum(train_seconds(dirs[name, seed]) for seed in range(args.seeds)) / args.seeds / 60, 1),
         })  # fmt: skip
     supernet_min = round(train_seconds(supernet_dir) / 60, 1)
-    finetuned = next(r for r in table if r["model"] == "searched (b)")
-    finetuned["cpu_min"] = round(finetuned["cpu_min"] + supernet_min, 1)  # (b) carries the supernet's training
+    for r in table:
+        if r["model"].endswith("(b)"):  # (b) carries the supernet's training
+            r["cpu_min"] = round(r["cpu_min"] + supernet_min, 1)
 
     print(f"\nOpenVINO {backend.info['version']} CPU f32 ({backend.info['device_name']}), imgsz {args.imgsz}, batch {args.batch}, {args.seeds} seeds")
     print(f"{'model':>16} {'epochs':>6} {'CPU min':>7} {'params M':>8} {'mAP50-95':>9} {'spread':>7} {'x YOLOv8n':>9}  trained")

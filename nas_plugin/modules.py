@@ -43,6 +43,10 @@ def _expands(owner, values):
     return _choices(owner, "expand", values, lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and v >= 1, "a number >= 1 (e.g. 3, 4, 6)")
 
 
+def _ratios(owner, values):
+    return _choices(owner, "expand", values, lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 < v <= 4, "a number in (0, 4] (e.g. 0.5, 1.0)")
+
+
 def _acts(owner, values):
     return _choices(owner, "activation", values, lambda v: v in ACTIVATIONS, f"one of {sorted(ACTIVATIONS)}")
 
@@ -96,6 +100,9 @@ class MBConvBlock(nn.Module):
         self.project = Conv(mid, c2, 1, act=False)
         self.residual = s == 1 and c1 == c2
 
+    def residual_bn(self):
+        return self.project.bn if self.residual else None
+
     def forward(self, x):
         y = self.project(self.se(self.dw(self.expand(x))))
         return x + y if self.residual else y
@@ -114,6 +121,9 @@ class ElasticMBConvBlock(nn.Module):
         self.project = ElasticConvBN(mid, c2, 1)
         self.act = make_act(act)
         self.residual = s == 1 and c1 == c2
+
+    def residual_bn(self):
+        return self.project.bn if self.residual else None
 
     def forward(self, x, k, e):
         mid = make_divisible(self.c1 * e, 8)
@@ -272,7 +282,112 @@ class ElasticMBottleneckCSP(ElasticModule):
         return self.cv3(self.act(self.bn(torch.cat((y, self.cv2(x1)), 1))))
 
 
-YAML_MODULES = (ElasticMBConvStage, MBConvStage, ElasticMBottleneckCSP, MBottleneckCSP)  # names usable in YAML rows
+# ------------------------------------------------------------------------------------ C2f (YOLOv8's CSP block)
+class C2fBottleneck(nn.Module):
+    """k x k conv to int(c * e) channels -> k x k conv back to c, optional shortcut (Ultralytics `Bottleneck`'s keys)."""
+
+    def __init__(self, c, k=3, e=1.0, shortcut=True, act="silu"):
+        super().__init__()
+        self.cv1 = Conv(c, int(c * e), k, act=make_act(act))
+        self.cv2 = Conv(int(c * e), c, k, act=make_act(act))
+        self.add = shortcut
+
+    def residual_bn(self):
+        return self.cv2.bn if self.add else None
+
+    def forward(self, x):
+        y = self.cv2(self.cv1(x))
+        return x + y if self.add else y
+
+
+class MC2f(nn.Module):
+    """Ultralytics `C2f` with a chosen bottleneck kernel, bottleneck expand ratio and activation (seed 001's choices on
+    YOLOv8's CSP topology). At k=3, e=1.0, silu it is `C2f` weight for weight, and extraction writes it as `C2f`."""
+
+    def __init__(self, c1, c2, n=1, shortcut=False, k=3, e=1.0, act="silu"):
+        super().__init__()
+        name = type(self).__name__
+        _kernels(name, k), _ratios(name, e), _acts(name, act)
+        self.c = int(c2 * 0.5)  # C2f's hidden width
+        self.cv1 = Conv(c1, 2 * self.c, 1, act=make_act(act))
+        self.cv2 = Conv((2 + n) * self.c, c2, 1, act=make_act(act))
+        self.m = nn.ModuleList(C2fBottleneck(self.c, k, e, shortcut, act) for _ in range(n))
+
+    def forward(self, x):
+        y = list(self.cv1(x).chunk(2, 1))
+        y.extend(m(y[-1]) for m in self.m)
+        return self.cv2(torch.cat(y, 1))
+
+
+class ElasticC2fBottleneck(nn.Module):
+    """`C2fBottleneck` at its largest kernel and expand ratio; its activation is switched by the owning block."""
+
+    def __init__(self, c, k, e, shortcut, acts):
+        super().__init__()
+        self.c = c
+        self.cv1 = ElasticConvBN(c, int(c * e), k)
+        self.cv2 = ElasticConvBN(int(c * e), c, k)
+        self.act = ActSwitch(acts)
+        self.add = shortcut
+
+    def residual_bn(self):
+        return self.cv2.bn if self.add else None
+
+    def forward(self, x, k, e):
+        y = self.act(self.cv2(self.act(self.cv1(x, int(self.c * e), k)), self.c, k))
+        return x + y if self.add else y
+
+
+class ElasticC2f(ElasticModule):
+    """An elastic `MC2f`: depth, and one bottleneck kernel, expand ratio and activation per block (unit).
+
+    C2f concatenates its blocks' outputs after the two halves of cv1, so depth d uses the leading (2 + d) * c input
+    channels of cv2: a shallower subnet is a leading slice, like every other elastic choice here.
+    """
+
+    def __init__(self, c1, c2, n=2, shortcut=False, kernels=(3, 5), expands=(0.5, 1.0), acts=("relu", "silu"), depths=(1, 2)):
+        super().__init__()
+        name = type(self).__name__
+        self.kernels, self.expands = _kernels(name, kernels), _ratios(name, expands)
+        self.acts, self.depths = _acts(name, acts), _depths(name, depths, n)
+        self.shortcut, self.c = bool(shortcut), int(c2 * 0.5)
+        self.cv1 = Conv(c1, 2 * self.c, 1, act=ActSwitch(self.acts))
+        self.m = nn.ModuleList(ElasticC2fBottleneck(self.c, self.kernels[-1], self.expands[-1], self.shortcut, self.acts) for _ in range(n))
+        self.cv2 = ElasticConvBN((2 + n) * self.c, c2, 1)
+        self.act = ActSwitch(self.acts)
+        self.set_active({"depth": n, "kernel": self.kernels[-1], "expand": self.expands[-1], "act": self.acts[-1]})
+
+    def space_entry(self):
+        return {
+            "module": type(self).__name__,
+            "depth": list(self.depths),
+            "per_block": {},
+            "per_unit": {"kernel": list(self.kernels), "expand": list(self.expands), "act": list(self.acts)},
+        }
+
+    def set_active(self, unit):
+        self.active = {"depth": unit["depth"], "kernel": unit["kernel"], "expand": unit["expand"], "act": unit["act"]}
+        for m in self.modules():
+            if isinstance(m, ActSwitch):
+                m.name = unit["act"]
+
+    def static_row(self, unit):
+        if (unit["kernel"], unit["expand"], unit["act"]) == (3, 1.0, "silu"):  # YOLOv8's own block: deployable without the plugin
+            return unit["depth"], "C2f", [self.shortcut]
+        return unit["depth"], "MC2f", [self.shortcut, unit["kernel"], unit["expand"], unit["act"]]
+
+    def latency_module(self, depth, kernel, expand, act):
+        """The static block for one depth x kernel x expand x activation choice, for a latency table."""
+        return MC2f(self.cv1.conv.in_channels, self.cv2.conv.out_channels, depth, self.shortcut, kernel, expand, act)
+
+    def forward(self, x):
+        a = self.active
+        y = list(self.cv1(x).chunk(2, 1))
+        y.extend(block(y[-1], a["kernel"], a["expand"]) for block in self.m[: a["depth"]])
+        return self.act(self.cv2(torch.cat(y, 1), self.cv2.conv.out_channels))
+
+
+YAML_MODULES = (ElasticMBConvStage, MBConvStage, ElasticMBottleneckCSP, MBottleneckCSP, ElasticC2f, MC2f)  # names usable in YAML rows
 REPEAT_MODULES = YAML_MODULES  # all take (c1, c2, n, ...): parse_model inserts n
 
 # Importing ultralytics above fires the start-up hook while this module is still half-built, so the hook defers to us.

@@ -188,17 +188,22 @@ def fingerprint(space):
     return hashlib.sha256(arch_key(space).encode()).hexdigest()[:16]
 
 
-def load_arch(spec, space, seed=None):
-    """Resolve an arch spec: 'max', 'min', 'random' (with `seed`), a dict, or a path to an arch JSON file."""
+def load_arch(spec, space, seed=None, named=None):
+    """Resolve an arch spec: 'max', 'min', 'random' (with `seed`), a name in `named` ({name: arch}, e.g. the
+    supernet YAML's `archs:`), a dict, or a path to an arch JSON file."""
+    named = named or {}
     if isinstance(spec, dict):
         return validate_arch(space, copy.deepcopy(spec))
     if spec in ("max", "min", "random"):
         return {"max": max_arch, "min": min_arch}[spec](space) if spec != "random" else random_arch(space, seed)
+    if spec in named:
+        return validate_arch(space, copy.deepcopy(named[spec]))
     try:
         with open(spec) as f:
             data = json.load(f)
     except FileNotFoundError:
-        raise NASError(f"arch {spec!r} is neither 'max', 'min', 'random' nor an existing JSON file.") from None
+        names = "".join(f", {n!r}" for n in named)
+        raise NASError(f"arch {spec!r} is neither 'max', 'min', 'random'{names} nor an existing JSON file.") from None
     except json.JSONDecodeError as e:
         raise NASError(f"arch file {spec!r} is not valid JSON ({e.msg} at line {e.lineno}).") from None
     return validate_arch(space, data)

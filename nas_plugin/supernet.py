@@ -29,6 +29,14 @@ def space_from_model(model):
     return space
 
 
+def named_archs(model):
+    """{name: arch} from the supernet YAML's `archs:`, each also under its name + the model's scale (`yolov8` at scale
+    n is `yolov8n` too), so a stock model the space contains is picked by its usual name."""
+    scale = model.yaml.get("scale") or ""
+    named = model.yaml.get("archs") or {}
+    return {**named, **{f"{name}{scale}": arch for name, arch in named.items() if scale}}
+
+
 def set_arch(model, arch):
     """Activate `arch` in every elastic layer of `model`; returns the canonical arch."""
     arch = validate_arch(space_from_model(model), arch)

@@ -12,7 +12,7 @@ The recipe is the `nas:` block of the supernet YAML (`parse_nas_config`):
   largest subnet (the full-network warm-up), each later name makes more choices elastic: a backbone field
   (`kernel`, `depth`, `expand`), `neck` (every neck choice) or `all`.
 - **Start**: `init:` a checkpoint of the largest subnet (e.g. `yolo train` of its extracted YAML) or of the same
-  supernet; `zero_init:` zeroes the last BatchNorm gamma of every residual MBConv block, so each starts as identity.
+  supernet; `zero_init:` zeroes the last BatchNorm gamma of every residual block (MBConv, C2f bottleneck), so each starts as identity.
 
 Which subnets a batch trains depends only on (seed, epoch, epochs, batch index): DDP ranks agree and a resumed run
 continues the same sequence. Before each validation the EMA model's BatchNorm statistics are recalibrated on
@@ -313,12 +313,10 @@ def _weights_given(trainer):
 
 def zero_init_residuals(model):
     """Zero the last BatchNorm gamma of every residual block of `model` (each starts as identity); returns how many."""
-    from .modules import ElasticMBConvBlock, MBConvBlock
-
-    blocks = [m for m in model.modules() if isinstance(m, (ElasticMBConvBlock, MBConvBlock)) and m.residual]
-    for m in blocks:
-        torch.nn.init.zeros_(m.project.bn.weight)
-    return len(blocks)
+    bns = [bn for m in model.modules() if hasattr(m, "residual_bn") and (bn := m.residual_bn()) is not None]
+    for bn in bns:
+        torch.nn.init.zeros_(bn.weight)
+    return len(bns)
 
 
 def load_init(model, path, source="the model YAML"):

@@ -8,6 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SUPERNET_FILE = ROOT / "model_yamls" / "yolov8-mbconv-supernet.yaml"
 SUPERNET_YAML = SUPERNET_FILE.with_name("yolov8n-mbconv-supernet.yaml")  # scale n, selected by name as in stock YOLO
+CSP_SUPERNET_FILE = ROOT / "model_yamls" / "yolov8-csp-supernet.yaml"
 
 
 def run_cli(args, cwd, env=None, timeout=600):

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import SUPERNET_FILE, SUPERNET_YAML, run_cli, tool, yolo
+from helpers import CSP_SUPERNET_FILE, SUPERNET_FILE, SUPERNET_YAML, run_cli, tool, yolo
 
 from nas_plugin import space as S
 from nas_plugin.extract import extract, save_subnet
-from nas_plugin.modules import ElasticMBConvStage, ElasticModule
-from nas_plugin.supernet import set_arch
+from nas_plugin.modules import ElasticC2f, ElasticMBConvStage, ElasticModule
+from nas_plugin.supernet import load_supernet, named_archs, set_arch, space_from_model
 
 ARCHS = ["max", "min", *range(20)]
 
@@ -43,6 +43,11 @@ def _active_params(supernet, arch):
                 if m.se:
                     r = _div8(mid // 4)
                     total += 2 * mid * r + r + mid
+        elif isinstance(m, ElasticC2f):
+            c1, c2 = m.cv1.conv.in_channels, m.cv2.conv.out_channels
+            c, h, k = c2 // 2, int(c2 // 2 * a["expand"]), a["kernel"]
+            total += c1 * 2 * c + 4 * c + (2 + a["depth"]) * c * c2 + 2 * c2
+            total += a["depth"] * (c * h * k * k + 2 * h + h * c * k * k + 2 * c)
         else:
             c1, c2 = m.cv1.conv.in_channels, m.cv3.conv.out_channels
             c = c2 // 2
@@ -62,6 +67,45 @@ def test_extracted_subnet_equals_the_active_supernet(supernet, space, spec):
     with torch.no_grad():
         want, got = supernet.eval()(x), static.eval()(x)
     torch.testing.assert_close(got[0], want[0], atol=1e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def csp_supernet():
+    return load_supernet(CSP_SUPERNET_FILE.with_name("yolov8n-csp-supernet.yaml"))
+
+
+@pytest.mark.parametrize("spec", ["max", "min", "yolov8n", *range(6)])
+def test_csp_subnet_equals_the_active_supernet(csp_supernet, spec):
+    space = space_from_model(csp_supernet)
+    arch = named_archs(csp_supernet)[spec] if spec == "yolov8n" else _arch(space, spec)
+    static = extract(csp_supernet, arch)
+    assert sum(p.numel() for p in static.parameters()) == _active_params(csp_supernet, arch)
+    set_arch(csp_supernet, arch)
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want, got = csp_supernet.eval()(x), static.eval()(x)
+    torch.testing.assert_close(got[0], want[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("scale", ["n", "s"])
+def test_csp_space_contains_stock_yolov8(scale):
+    """--arch yolov8<scale> extracts YOLOv8<scale> itself: same layer types, weight names and shapes, FLOPs."""
+    from ultralytics import YOLO
+    from ultralytics.utils.torch_utils import get_flops
+
+    supernet = load_supernet(CSP_SUPERNET_FILE.with_name(f"yolov8{scale}-csp-supernet.yaml"))
+    static = extract(supernet, S.load_arch(f"yolov8{scale}", space_from_model(supernet), named=named_archs(supernet)))
+    stock = YOLO(f"yolov8{scale}.yaml").model
+    assert [type(m).__name__ for m in static.model] == [type(m).__name__ for m in stock.model]
+    assert {k: v.shape for k, v in static.state_dict().items()} == {k: v.shape for k, v in stock.state_dict().items()}
+    assert get_flops(static, 640) == pytest.approx(get_flops(stock, 640), rel=1e-9)
+    rows = static.yaml["backbone"] + static.yaml["head"]
+    assert [r[2] for r in rows] == [r[2] for r in stock.yaml["backbone"] + stock.yaml["head"]]  # C2f, not a plugin class
+
+
+def test_named_arch_unknown_lists_the_names(csp_supernet):
+    with pytest.raises(Exception, match=r"arch 'yolov9n' is neither 'max', 'min', 'random', 'yolov8', 'yolov8n' nor"):
+        S.load_arch("yolov9n", space_from_model(csp_supernet), named=named_archs(csp_supernet))
 
 
 def test_subnet_yaml_is_a_standard_ultralytics_yaml(supernet, space, tmp_path):

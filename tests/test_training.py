@@ -278,6 +278,20 @@ def test_zero_init_zeroes_the_last_gamma_of_residual_blocks_only(tmp_path):
         assert bool((b.project.bn.weight == 0).all()) == b.residual
 
 
+def test_zero_init_covers_the_csp_supernets_shortcut_bottlenecks():
+    from helpers import CSP_SUPERNET_FILE
+
+    from nas_plugin.modules import ElasticC2f
+    from nas_plugin.supernet import load_supernet
+    from nas_plugin.training import zero_init_residuals
+
+    model = load_supernet(CSP_SUPERNET_FILE.with_name("yolov8n-csp-supernet.yaml"))
+    bottlenecks = [b for m in model.model if isinstance(m, ElasticC2f) for b in m.m]
+    assert zero_init_residuals(model) == sum(b.add for b in bottlenecks) == 10  # the backbone's: 2 + 3 + 3 + 2
+    for b in bottlenecks:
+        assert bool((b.cv2.bn.weight == 0).all()) == b.add and bool((b.cv1.bn.weight != 0).all())
+
+
 def test_init_loads_the_largest_subnet_and_refuses_another_class_count(tmp_path):
     from nas_plugin.extract import save_subnet
     from nas_plugin.supernet import space_from_model

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Extract one subnet of a supernet as a standard Ultralytics model.
 
-    python tools/extract.py --weights SUPERNET.pt --arch {max,min,random,ARCH.json} [--seed N] --out DIR
+    python tools/extract.py --weights SUPERNET.pt --arch {max,min,random,NAME,ARCH.json} [--seed N] --out DIR
 
 writes DIR/arch.json, DIR/model.yaml (static modules only) and DIR/model.pt (inherited weights); the results work
 with stock `yolo val/predict/export model=DIR/model.pt` and `yolo train model=DIR/model.yaml`.
@@ -18,7 +18,7 @@ from nas_plugin.cli import run
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", required=True, help="supernet checkpoint (.pt) or supernet model YAML")
-    p.add_argument("--arch", default="max", help="max, min, random, or a path to an arch JSON file")
+    p.add_argument("--arch", default="max", help="max, min, random, a name from the supernet YAML's archs: (e.g. yolov8n), or an arch JSON file")
     p.add_argument("--seed", type=int, default=0, help="seed for --arch random")
     p.add_argument("--out", required=True, help="output directory (new or empty, unless --force)")
     p.add_argument("--force", action="store_true", help="replace arch.json, model.yaml and model.pt in a non-empty --out")
@@ -30,10 +30,10 @@ def main(argv=None):
 
     from nas_plugin.extract import save_subnet
     from nas_plugin.space import load_arch
-    from nas_plugin.supernet import load_supernet, space_from_model
+    from nas_plugin.supernet import load_supernet, named_archs, space_from_model
 
     model = load_supernet(args.weights)
-    arch = load_arch(args.arch, space_from_model(model), seed=args.seed)
+    arch = load_arch(args.arch, space_from_model(model), seed=args.seed, named=named_archs(model))
     calib = None
     if args.data:
         from nas_plugin.calibration import calibration_batches, check_dataset
