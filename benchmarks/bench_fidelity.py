@@ -115,7 +115,7 @@ def main(argv=None):
     from nas_plugin.files import write_json
     from nas_plugin.lut import load_lut
     from nas_plugin.run_files import final_metrics, run_trainings, train_command, train_seconds
-    from nas_plugin.supernet import load_supernet, space_from_model
+    from nas_plugin.supernet import fingerprint, load_supernet, space_from_model
     from nas_plugin.synthetic_data import make_dataset
     from nas_plugin.training import parse_nas_config
 
@@ -145,7 +145,7 @@ def main(argv=None):
         cmd = [sys.executable, ROOT / "tools" / "build_lut.py", "--model", supernet_yaml, "--imgsz", args.imgsz, "--backend", "openvino",
                "--rounds", 3, "--calib-subnets", 4, "--out", lut_path]  # fmt: skip
         subprocess.run(list(map(str, cmd)), check=True)
-    lut = load_lut(lut_path, space)
+    lut = load_lut(lut_path, fingerprint(untrained))
     subnets = pick_subnets(space, lut, args.k)
     names = ["max", "min"] + [f"r{j}" for j in range(1, args.k - 1)]
     for name, (arch, _) in zip(names, subnets):

@@ -71,7 +71,7 @@ def main(argv=None):
     from nas_plugin.calibration import calibration_batches, check_dataset
     from nas_plugin.extract import save_subnet
     from nas_plugin.search import CALIB_BATCHES
-    from nas_plugin.supernet import load_supernet, named_archs, space_from_model
+    from nas_plugin.supernet import fingerprint, load_supernet, named_archs
 
     work = Path(args.work).resolve()
     data = work / "data" / "data.yaml"
@@ -82,7 +82,7 @@ def main(argv=None):
     nc = int(yaml.safe_load(data.read_text())["nc"])
     supernet = load_supernet(weights)
     lut_path = Path(args.lut) if args.lut else work / f"lut_{args.imgsz}.json"
-    lut = load_lut(lut_path, space_from_model(supernet), args.imgsz)
+    lut = load_lut(lut_path, fingerprint(supernet), args.imgsz)
     backend = get_backend("openvino", "CPU", "f32")
 
     stock_ms = {name: s["median_us"] / 1000 for name, s in zip(STOCK, measure_models(supernet, [stock_model(c, nc) for c in STOCK.values()], lut, backend, desc="stock models"))}

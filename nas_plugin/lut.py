@@ -16,10 +16,10 @@ import json
 import math
 
 from .errors import NASError
-from .space import fingerprint, units, validate_arch
+from .space import units, validate_arch
 
 FORMAT = "nas_plugin.lut/1"
-META_KEYS = ("backend", "version", "device", "device_name", "cpu", "precision", "threads", "batch", "imgsz", "date", "space_fingerprint", "supernet", "fixed_layers")
+META_KEYS = ("backend", "version", "device", "device_name", "cpu", "precision", "threads", "batch", "imgsz", "date", "fingerprint", "supernet", "fixed_layers")
 
 
 def _choice_key(names, values):
@@ -96,8 +96,8 @@ def _check_numbers(lut, path):
                 raise NASError(f"latency table {str(path)!r}: calibration {key} is {v!r}; it must be a finite number (rebuild the table).")
 
 
-def load_lut(path, space=None, imgsz=None):
-    """Read a table and check it fits `space` (fingerprint) and `imgsz`; errors say what differs."""
+def load_lut(path, fingerprint=None, imgsz=None):
+    """Read a table and check it fits the supernet of `fingerprint` (`supernet.fingerprint`) and `imgsz`."""
     try:
         with open(path) as f:
             lut = json.load(f)
@@ -114,10 +114,10 @@ def load_lut(path, space=None, imgsz=None):
         raise NASError(f"latency table {str(path)!r} has no measured reference subnet; rebuild it with tools/build_lut.py.")
     _check_numbers(lut, path)
     meta = lut["meta"]
-    if space is not None and meta["space_fingerprint"] != fingerprint(space):
+    if fingerprint is not None and meta["fingerprint"] != fingerprint:
         raise NASError(
-            f"latency table {str(path)!r} was built for another supernet (space {meta['space_fingerprint']}, this "
-            f"supernet's is {fingerprint(space)}); build one for it with tools/build_lut.py."
+            f"latency table {str(path)!r} was built for another supernet (fingerprint {meta['fingerprint']}, this "
+            f"supernet's is {fingerprint}: another space, scale or class count); build one for it with tools/build_lut.py."
         )
     if imgsz is not None and meta["imgsz"] != imgsz:
         raise NASError(f"latency table {str(path)!r} was measured at imgsz {meta['imgsz']}, not {imgsz}; build one at {imgsz}.")

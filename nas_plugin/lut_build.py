@@ -23,8 +23,8 @@ from .errors import NASError
 from .files import write_json
 from .integration import export_ready
 from .lut import FORMAT, all_keys, load_lut, raw_sum_us
-from .space import fingerprint, max_arch, min_arch, random_arch
-from .supernet import elastic_layers, space_from_model
+from .space import max_arch, min_arch, random_arch
+from .supernet import elastic_layers, fingerprint, space_from_model
 
 
 class _Layer(nn.Module):
@@ -160,7 +160,7 @@ def measure_subnets(supernet, archs, lut, backend, rounds=15, desc="subnets"):
     return measure_models(supernet, (extract(supernet, a) for a in archs), lut, backend, rounds, desc, total=len(archs))
 
 
-def _meta(backend, supernet, space, imgsz, batch, source):
+def _meta(backend, supernet, imgsz, batch, source):
     return {
         **{k: backend.info.get(k) for k in ("backend", "version", "device", "device_name", "cpu", "precision")},
         "threads": backend.threads,  # as requested (None: the backend's latency default); threads_used: what it ran
@@ -168,13 +168,13 @@ def _meta(backend, supernet, space, imgsz, batch, source):
         "batch": batch,
         "imgsz": imgsz,
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "space_fingerprint": fingerprint(space),
+        "fingerprint": fingerprint(supernet),
         "supernet": str(source),
         "fixed_layers": [m.i for m in supernet.model if m.i not in {i for _, i, _ in elastic_layers(supernet)}],
     }
 
 
-_SAME_TABLE = ("backend", "device", "precision", "threads", "batch", "imgsz", "space_fingerprint", "fixed_layers")
+_SAME_TABLE = ("backend", "version", "device", "device_name", "cpu", "precision", "threads", "batch", "imgsz", "fingerprint", "fixed_layers")
 
 
 def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnets=20, rounds=10, seed=0, source=""):
@@ -190,12 +190,12 @@ def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnet
     stride = int(supernet.stride.max())
     if imgsz % stride:
         raise NASError(f"imgsz {imgsz} is not a multiple of the supernet's max stride {stride}; use e.g. {imgsz // stride * stride or stride}.")
-    meta = _meta(backend, supernet, space, imgsz, batch, source)
+    meta = _meta(backend, supernet, imgsz, batch, source)
     lut = {"format": FORMAT, "meta": meta, "reference": {"arch": min_arch(space)}, "entries": {}, "calibration": None}
     if out.exists():
         if not resume:
             raise NASError(f"{out} exists; pass --resume to continue it, or choose another --out.")
-        old = load_lut(out, space, imgsz)
+        old = load_lut(out, meta["fingerprint"], imgsz)
         diff = [k for k in _SAME_TABLE if old["meta"].get(k) != meta[k]]
         if diff:
             raise NASError(f"cannot resume {out}: it was measured with other {diff} ({[old['meta'][k] for k in diff]} vs {[meta[k] for k in diff]}).")

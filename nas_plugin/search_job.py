@@ -11,7 +11,7 @@ from .files import write_json
 from .lut import load_lut, predict_us
 from .search import History, non_dominated, run_search, write_outputs
 from .space import arch_key, max_arch, min_arch
-from .supernet import load_supernet, space_from_model
+from .supernet import fingerprint, load_supernet, space_from_model
 
 
 def latency_model(kind, supernet, space, lut):
@@ -53,7 +53,7 @@ def run_job(args, out):
 
     supernet = load_supernet(args.weights)
     space = space_from_model(supernet)
-    lut = load_lut(args.lut, space)
+    lut = load_lut(args.lut, fingerprint(supernet))
     imgsz = lut["meta"]["imgsz"]
     _check_device(args.device)
     smallest = predict_us(lut, space, min_arch(space)) / 1000

@@ -16,7 +16,6 @@ This module imports nothing heavy: the search and latency tools use it without t
 """
 
 import copy
-import hashlib
 import json
 import math
 import random
@@ -181,11 +180,6 @@ def count(space, sections=SECTIONS):
 def arch_key(arch):
     """A canonical string for an arch (sorted JSON), usable as a dict key for de-duplication."""
     return json.dumps(arch, sort_keys=True, separators=(",", ":"))
-
-
-def fingerprint(space):
-    """Short hash of the space; tables and searches built for one space refuse another."""
-    return hashlib.sha256(arch_key(space).encode()).hexdigest()[:16]
 
 
 def load_arch(spec, space, seed=None, named=None):

@@ -1,10 +1,13 @@
 """Glue between a built supernet (an Ultralytics DetectionModel with elastic layers) and the plain-data space."""
 
+import hashlib
 from pathlib import Path
+
+from torch import nn
 
 from .errors import NASError
 from .modules import ElasticModule
-from .space import SECTIONS, validate_arch
+from .space import SECTIONS, arch_key, validate_arch
 
 _NOT_A_SUPERNET = (
     "{} has no elastic layers (ElasticMBConvStage, ElasticMBottleneckCSP); pass a supernet YAML or a checkpoint "
@@ -27,6 +30,16 @@ def space_from_model(model):
     for section, i, m in layers:
         space[section].append({"layer": i, **m.space_entry()})
     return space
+
+
+def fingerprint(model):
+    """Short hash of everything that changes a timing: the space and every layer's type, inputs, weight shapes and
+    strides (so another scale or class count differs); latency tables built for one supernet refuse another."""
+    layers = [
+        [m.i, m.type, m.f, {k: list(v.shape) for k, v in m.state_dict().items()}, [list(c.stride) for c in m.modules() if isinstance(c, nn.Conv2d)]]
+        for m in model.model
+    ]
+    return hashlib.sha256(arch_key({"space": space_from_model(model), "layers": layers}).encode()).hexdigest()[:16]
 
 
 def named_archs(model):

@@ -13,7 +13,7 @@ from nas_plugin.backends import get_backend
 from nas_plugin.errors import NASError
 from nas_plugin.lut_build import build_lut, export_onnx
 from nas_plugin.lut_report import validate_lut
-from nas_plugin.supernet import load_supernet, space_from_model
+from nas_plugin.supernet import fingerprint, load_supernet, space_from_model
 
 FAST = dict(rounds=1)
 
@@ -82,19 +82,19 @@ def test_tensorrt_on_gpu(tmp_path):
 
 def test_table_has_every_entry_and_metadata(tiny, tiny_lut):
     _, model, space = tiny
-    lut = L.load_lut(tiny_lut, space, 64)
+    lut = L.load_lut(tiny_lut, fingerprint(model), 64)
     assert set(lut["entries"]) == set(L.all_keys(space, lut["meta"]["fixed_layers"]))
     assert len(lut["entries"]) == 4 * 2 * 2 + 2 * 2 * 2 + 2  # 4 stages x 2 positions x 2 kernels, CSP, 2 fixed layers
     assert lut["meta"]["fixed_layers"] == [0, 6]
     meta = lut["meta"]
     assert (meta["backend"], meta["device"], meta["precision"], meta["imgsz"], meta["batch"]) == ("openvino", "CPU", "f32", 64, 1)
-    assert meta["space_fingerprint"] == S.fingerprint(space) and meta["cpu"] and meta["version"] and meta["threads_used"]
+    assert meta["fingerprint"] == fingerprint(model) and meta["cpu"] and meta["version"] and meta["threads_used"]
     assert len(lut["calibration"]["subnets"]) == 2 + 3  # max, min and 3 random
 
 
 def test_prediction_is_the_calibrated_sum_of_its_parts(tiny, tiny_lut):
     _, _, space = tiny
-    lut = L.load_lut(tiny_lut, space)
+    lut = L.load_lut(tiny_lut)
     arch = S.random_arch(space, seed=1)
     parts = [lut["entries"][k]["median_us"] for k in L.arch_keys(space, arch, lut["meta"]["fixed_layers"])]
     assert len(parts) == 2 + sum(u["depth"] for u in arch["backbone"]) + 1
@@ -131,15 +131,30 @@ def test_interrupted_build_resumes_and_measures_only_the_rest(tiny, tmp_path, mo
     lut = build_lut(model, 64, backend, out, resume=True, calib_subnets=0, **FAST)
     assert len(lut["entries"]) == 26 and len(calls) == 21  # only the rest was measured
     assert lut["reference"] == partial["reference"]  # resumed entries are scaled to the same reference
-    with pytest.raises(NASError, match=r"cannot resume .* other \['backend'\] \(\['onnxruntime'\] vs \['openvino'\]\)"):
+    with pytest.raises(NASError, match=r"cannot resume .* other \['backend', 'version'\] \(\['onnxruntime', '[\d.]+'\] vs \['openvino', "):
         build_lut(model, 64, get_backend("openvino"), out, resume=True, calib_subnets=0, **FAST)
+    moved = json.loads(out.read_text())
+    moved["meta"]["cpu"] = "Another CPU"  # a table begun on another machine is not finished on this one
+    out.write_text(json.dumps(moved))
+    with pytest.raises(NASError, match=r"cannot resume .* other \['cpu'\] \(\['Another CPU'\]"):
+        build_lut(model, 64, backend, out, resume=True, calib_subnets=0, **FAST)
 
 
-def test_foreign_tables_are_refused(tiny, tiny_lut, space, tmp_path):
+def test_fingerprint_covers_scale_and_class_count(tmp_path):
+    """The n and s scales (and another nc) share a space but not their timings: their fingerprints differ."""
+    n, s = (load_supernet(SUPERNET_YAML.with_name(f"yolov8{c}-mbconv-supernet.yaml")) for c in "ns")
+    six = tmp_path / "yolov8n-six-supernet.yaml"
+    six.write_text(SUPERNET_YAML.with_name("yolov8-mbconv-supernet.yaml").read_text().replace("nc: 80", "nc: 6", 1))
+    assert space_from_model(n) == space_from_model(s)
+    assert len({fingerprint(n), fingerprint(s), fingerprint(load_supernet(six))}) == 3
+    assert fingerprint(n) == fingerprint(load_supernet(SUPERNET_YAML))
+
+
+def test_foreign_tables_are_refused(tiny, tiny_lut, supernet, tmp_path):
     with pytest.raises(NASError, match="was built for another supernet"):
-        L.load_lut(tiny_lut, space)  # the full supernet's space
+        L.load_lut(tiny_lut, fingerprint(supernet))
     with pytest.raises(NASError, match="was measured at imgsz 64, not 96"):
-        L.load_lut(tiny_lut, tiny[2], 96)
+        L.load_lut(tiny_lut, fingerprint(tiny[1]), 96)
     bad = tmp_path / "bad.json"
     bad.write_text("{oops")
     with pytest.raises(NASError, match="is not valid JSON"):
@@ -151,7 +166,7 @@ def test_foreign_tables_are_refused(tiny, tiny_lut, space, tmp_path):
 
 def test_validation_report(tiny, tiny_lut, tmp_path):
     _, model, space = tiny
-    r = validate_lut(model, L.load_lut(tiny_lut, space), samples=3, seed=0, rounds=3, out_dir=tmp_path)
+    r = validate_lut(model, L.load_lut(tiny_lut), samples=3, seed=0, rounds=3, out_dir=tmp_path)
     assert r["subnets"] == 5 and [row["name"] for row in r["rows"][:2]] == ["max", "min"]
     assert 0 <= r["within_10pct"] <= 1 and r["mape"] >= 0 and -1 <= r["spearman"] <= 1 and len(r["worst"]) == 5
     assert all(row["measured_us"] > 0 and row["predicted_us"] > 0 for row in r["rows"])

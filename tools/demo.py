@@ -67,11 +67,11 @@ def summary(out, cfg, supernet_pt, best_dir, finetune_dir, budget):
     from nas_plugin.lut_build import measure_subnets
     from nas_plugin.lut_report import backend_for
     from nas_plugin.space import max_arch, min_arch
-    from nas_plugin.supernet import load_supernet, space_from_model
+    from nas_plugin.supernet import fingerprint, load_supernet, space_from_model
 
     supernet = load_supernet(supernet_pt)
     space = space_from_model(supernet)
-    lut = load_lut(out / "lut.json", space)
+    lut = load_lut(out / "lut.json", fingerprint(supernet))
     named = {"best": json.loads((best_dir / "arch.json").read_text()), "max": max_arch(space), "min": min_arch(space)}
     measured = measure_subnets(supernet, list(named.values()), lut, backend_for(lut), rounds=cfg["latency_rounds"], desc="best, max, min")
     rows = []
@@ -158,10 +158,11 @@ def default_budget(supernet_pt, lut_path):
     """Halfway between the smallest and the largest subnet's predicted latency."""
     from nas_plugin.lut import load_lut, predict_us
     from nas_plugin.space import max_arch, min_arch
-    from nas_plugin.supernet import load_supernet, space_from_model
+    from nas_plugin.supernet import fingerprint, load_supernet, space_from_model
 
-    space = space_from_model(load_supernet(supernet_pt))
-    lut = load_lut(lut_path, space)
+    supernet = load_supernet(supernet_pt)
+    space = space_from_model(supernet)
+    lut = load_lut(lut_path, fingerprint(supernet))
     return (predict_us(lut, space, min_arch(space)) + predict_us(lut, space, max_arch(space))) / 2000
 
 

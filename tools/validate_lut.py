@@ -26,12 +26,12 @@ def main(argv=None):
     from nas_plugin.errors import NASError
     from nas_plugin.lut import load_lut
     from nas_plugin.lut_report import validate_lut
-    from nas_plugin.supernet import load_supernet, space_from_model
+    from nas_plugin.supernet import fingerprint, load_supernet
 
     if args.samples < 0 or args.rounds < 1:
         raise NASError(f"need --samples >= 0 and --rounds >= 1, got {args.samples} and {args.rounds}.")
     supernet = load_supernet(args.model)
-    lut = load_lut(args.lut, space_from_model(supernet))
+    lut = load_lut(args.lut, fingerprint(supernet))
     r = validate_lut(supernet, lut, args.samples, args.seed, args.rounds, args.out)
     print(f"\n{r['subnets']} subnets on {r['lut']['backend']} {r['lut']['device']} ({r['lut']['device_name']}), {r['lut']['precision']}, imgsz {r['lut']['imgsz']}:")
     print(f"  within ±10%: {r['within_10pct']:.1%}   MAPE: {r['mape']:.2%}   Spearman: {r['spearman']:.4f}")
