@@ -208,4 +208,4 @@ def main(argv=None):
 if __name__ == "__main__":
     from nas_plugin.cli import run
 
-    run(main)
+    run(main, kept="finished trainings are kept and an interrupted one resumes: run the same command again")

@@ -183,4 +183,4 @@ def plot(rows, path, title):
 if __name__ == "__main__":
     from nas_plugin.cli import run
 
-    run(main)
+    run(main, kept="finished trainings are kept and an interrupted one resumes: run the same command again")

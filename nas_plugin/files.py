@@ -25,6 +25,23 @@ def atomic_path(path):
             os.remove(tmp)
 
 
+def check_writable(path, flag, is_dir=True):
+    """Refuse, before any expensive work, an output (`flag`, e.g. '--out') that cannot be written: a file where a
+    directory is wanted or the reverse, or a directory that cannot be created or written to."""
+    from .errors import NASError
+
+    path = Path(path)
+    if is_dir and path.is_file() or not is_dir and path.is_dir():
+        raise NASError(f"{flag} {str(path)!r} is a {'file' if is_dir else 'directory'}; give a {'directory' if is_dir else 'file'} path.")
+    folder = path if is_dir else path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise NASError(f"{flag} {str(path)!r} is not writable ({e.strerror}).") from None
+
+
 def write_text(path, text):
     """Write `text` to `path` atomically."""
     with atomic_path(path) as tmp:

@@ -105,6 +105,15 @@ def export_ready(model):
     return model
 
 
+def load_checkpoint(path):
+    """An Ultralytics checkpoint dict, loaded as `ULTRALYTICS_SAFE_LOAD=1` loads it (`weights_only`, known classes and
+    the plugin's only), so reading a run's state never executes code from the file."""
+    from ultralytics.nn.tasks import torch_safe_load
+
+    install()
+    return torch_safe_load(path, safe_only=True)[0]
+
+
 def plugin_classes(*mods):
     """Every nn.Module class the plugin defines (what a pickled model may reference)."""
     import torch
@@ -125,4 +134,4 @@ def is_installed():
     return getattr(tasks.parse_model, "__nas_plugin_original__", None) is not None
 
 
-__all__ = ("IntegrationError", "TESTED_ULTRALYTICS", "export_ready", "install", "is_installed")
+__all__ = ("IntegrationError", "TESTED_ULTRALYTICS", "export_ready", "install", "is_installed", "load_checkpoint")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 def train_done(run_dir):
     """True when `run_dir` holds a finished training: Ultralytics drops the optimizer state from the final last.pt."""
-    import torch
+    from .integration import load_checkpoint
 
     last = Path(run_dir) / "weights" / "last.pt"
-    return last.is_file() and torch.load(last, map_location="cpu", weights_only=False).get("optimizer") is None
+    return last.is_file() and load_checkpoint(last).get("optimizer") is None
 
 
 def train_command(yolo, run_dir, model, data, **args):

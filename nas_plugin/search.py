@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import NASError
 from .files import atomic_path, write_json, write_text
 from .space import arch_key, bounds, decode, encode, max_arch, min_arch
 
@@ -48,6 +49,17 @@ def hypervolume(rows, objective, ref_latency):
     return float(HV(ref_point=np.array([0.0, ref_latency]))(np.array(pts))) if pts else 0.0
 
 
+def _parse(column, text):
+    """One history.csv cell back to its value; raises ValueError/TypeError for a damaged one."""
+    if column == "arch":
+        return json.loads(text)
+    if column == "feasible":
+        if text not in ("True", "False"):
+            raise ValueError(f"feasible is {text!r}, not True or False")
+        return text == "True"
+    return int(text) if column in ("generation", "params") else float(text)
+
+
 class History:
     """Every evaluated subnet, keyed by canonical arch; read back from history.csv on resume."""
 
@@ -57,8 +69,14 @@ class History:
     def load(self):
         if self.path.exists():
             with open(self.path, newline="") as f:
-                for r in csv.DictReader(f):
-                    row = {k: (json.loads(v) if k == "arch" else v == "True" if k == "feasible" else int(v) if k in ("generation", "params") else float(v)) for k, v in r.items()}
+                for line, r in enumerate(csv.DictReader(f), 2):
+                    try:
+                        row = {k: _parse(k, r[k]) for k in COLUMNS}
+                    except (KeyError, TypeError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+                        raise NASError(
+                            f"{self.path} is corrupt at line {line} ({type(e).__name__}: {e}); it cannot be resumed: move it away "
+                            f"(the search starts again) or resume from a backup."
+                        ) from None
                     self.rows[arch_key(row["arch"])] = row
         return self
 

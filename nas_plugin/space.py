@@ -198,6 +198,10 @@ def load_arch(spec, space, seed=None, named=None):
     except FileNotFoundError:
         names = "".join(f", {n!r}" for n in named)
         raise NASError(f"arch {spec!r} is neither 'max', 'min', 'random'{names} nor an existing JSON file.") from None
+    except IsADirectoryError:
+        raise NASError(f"arch {spec!r} is a directory; pass the arch.json file inside it.") from None
     except json.JSONDecodeError as e:
         raise NASError(f"arch file {spec!r} is not valid JSON ({e.msg} at line {e.lineno}).") from None
+    except UnicodeDecodeError:
+        raise NASError(f"arch file {spec!r} is not UTF-8 text; an arch file is JSON (e.g. a search's best/arch.json).") from None
     return validate_arch(space, data)

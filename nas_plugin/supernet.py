@@ -84,6 +84,10 @@ def load_model(source):
         model = YOLO(str(source), task="detect").model
     except FileNotFoundError:
         raise NASError(f"model YAML {str(source)!r} does not exist.") from None
+    except TypeError as e:  # Ultralytics' one error for an empty, truncated or foreign .pt
+        if path.suffix != ".pt":
+            raise
+        raise NASError(f"weights file {str(source)!r} is not a loadable checkpoint (empty, truncated or not an Ultralytics model).") from e
     return model.float().eval()
 
 

@@ -215,10 +215,18 @@ def test_extract_tool_writes_the_three_files(tmp_path):
         (["--arch", "bad.json"], "arch['backbone'] has 1 units but the supernet has 5 elastic backbone units."),
         (["--weights", "missing.pt"], "weights file 'missing.pt' does not exist."),
         (["--weights", "missing.yaml"], "model YAML 'missing.yaml' does not exist."),
+        (["--weights", "empty.pt"], "weights file 'empty.pt' is not a loadable checkpoint (empty, truncated or not an Ultralytics model)."),
+        (["--weights", "truncated.pt"], "weights file 'truncated.pt' is not a loadable checkpoint (empty, truncated or not an Ultralytics model)."),
+        (["--arch", "."], "arch '.' is a directory; pass the arch.json file inside it."),
+        (["--arch", "latin1.json"], "arch file 'latin1.json' is not UTF-8 text; an arch file is JSON (e.g. a search's best/arch.json)."),
     ],
 )
 def test_extract_tool_bad_input_is_one_sentence(tmp_path, args, message):
     (tmp_path / "bad.json").write_text(json.dumps({"backbone": [{"depth": 2, "kernel": [3, 3], "expand": [3, 3]}]}))
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save({"model": None}, tmp_path / "whole.pt")
+    (tmp_path / "truncated.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:200])
+    (tmp_path / "latin1.json").write_bytes('{"backbone": "é"}'.encode("latin-1"))
     full = ["--weights", SUPERNET_YAML, "--out", tmp_path / "o", *args] if "--weights" not in args else [*args, "--out", tmp_path / "o"]
     proc = tool("extract.py", *full, cwd=tmp_path)
     assert proc.returncode == 2

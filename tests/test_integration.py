@@ -1,9 +1,10 @@
 """The Ultralytics integration: pinned range, patched parse_model, loud failure on changed internals, stock CLI."""
 
 import configparser
+import sys
 
 import pytest
-from helpers import ROOT, SUPERNET_FILE, SUPERNET_YAML, tool, yolo
+from helpers import ROOT, SUPERNET_FILE, SUPERNET_YAML, run_cli, tool, yolo
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
@@ -77,3 +78,10 @@ def test_every_public_module_imports_on_its_own(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(names) >= 15
+
+
+def test_ctrl_c_in_a_tool_says_what_was_kept(tmp_path):
+    script = tmp_path / "tool.py"
+    script.write_text("from nas_plugin.cli import run\ndef main(argv):\n    raise KeyboardInterrupt\nrun(main, kept='the table keeps every entry')\n")
+    proc = run_cli([sys.executable, str(script)], cwd=tmp_path)
+    assert proc.returncode == 130 and proc.stderr.strip() == "tool.py: interrupted; the table keeps every entry."

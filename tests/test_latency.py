@@ -187,6 +187,17 @@ def test_build_lut_tool_bad_input(tiny, tmp_path, args, message):
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_unwritable_outputs_are_refused_before_any_measurement(tiny, tiny_lut, tmp_path):
+    (tmp_path / "file").write_text("")
+    built = tool("build_lut.py", "--model", tiny[0], "--imgsz", 64, "--backend", "openvino", "--out", tmp_path / "file" / "l.json", cwd=tmp_path)
+    assert built.returncode == 2 and built.stderr.strip().startswith(f"build_lut.py: error: --out '{tmp_path / 'file' / 'l.json'}' is not writable")
+    folder = tool("build_lut.py", "--model", tiny[0], "--imgsz", 64, "--backend", "openvino", "--out", tmp_path, cwd=tmp_path)
+    assert folder.returncode == 2 and folder.stderr.strip() == f"build_lut.py: error: --out '{tmp_path}' is a directory; give a file path."
+    checked = tool("validate_lut.py", "--lut", tiny_lut, "--model", tiny[0], "--samples", 2, "--out", tmp_path / "file", cwd=tmp_path)
+    assert checked.returncode == 2 and checked.stderr.strip() == f"validate_lut.py: error: --out '{tmp_path / 'file'}' is a file; give a directory path."
+    assert "measuring" not in built.output + folder.output and "timing" not in checked.output
+
+
 def test_build_and_validate_tools_end_to_end(tiny, tmp_path):
     lut = tmp_path / "l.json"
     built = tool("build_lut.py", "--model", tiny[0], "--imgsz", 64, "--backend", "openvino", "--rounds", 1, "--calib-subnets", 2, "--out", lut, cwd=tmp_path)

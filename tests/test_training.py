@@ -325,6 +325,26 @@ def test_yolo_train_starts_from_the_largest_subnet_and_refuses_a_foreign_checkpo
         assert ("does not match the supernet" in proc.output) != ok
 
 
+class _RunsCode:
+    """Unpickling it would create a file: what a malicious checkpoint could do."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_reading_a_run_never_executes_code_from_its_checkpoint(tmp_path):
+    from nas_plugin.run_files import train_done
+
+    (tmp_path / "weights").mkdir()
+    torch.save({"optimizer": None, "payload": _RunsCode(tmp_path / "pwned")}, tmp_path / "weights" / "last.pt")
+    with pytest.raises(TypeError, match="references types outside the supported Ultralytics checkpoint format"):
+        train_done(tmp_path)
+    assert not (tmp_path / "pwned").exists()
+
+
 def test_train_seconds_adds_up_a_resumed_run(tmp_path):
     from nas_plugin.run_files import train_seconds
 

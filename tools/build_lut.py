@@ -34,11 +34,13 @@ def main(argv=None):
 
     from nas_plugin.backends import get_backend
     from nas_plugin.errors import NASError
+    from nas_plugin.files import check_writable
     from nas_plugin.lut_build import build_lut
     from nas_plugin.supernet import load_supernet
 
     if args.imgsz < 32 or args.batch < 1 or args.calib_subnets < 0 or args.rounds < 1:
         raise NASError(f"need --imgsz >= 32, --batch >= 1, --calib-subnets >= 0 and --rounds >= 1, got {args.imgsz}, {args.batch}, {args.calib_subnets}, {args.rounds}.")
+    check_writable(args.out, "--out", is_dir=False)
     backend = get_backend(args.backend, args.device, args.precision, args.threads)
     supernet = load_supernet(args.model)
     lut = build_lut(supernet, args.imgsz, backend, args.out, batch=args.batch, resume=args.resume,
@@ -49,4 +51,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, kept="the table keeps every entry measured so far: run the same command with --resume to continue")

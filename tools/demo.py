@@ -167,4 +167,4 @@ def default_budget(supernet_pt, lut_path):
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, kept="finished steps are kept: run the same command again to skip them and resume the interrupted one")

@@ -38,6 +38,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from nas_plugin.errors import NASError
+    from nas_plugin.files import check_writable
     from nas_plugin.search import OBJECTIVES
 
     checks = [
@@ -55,13 +56,7 @@ def main(argv=None):
         if not ok:
             raise NASError(message)
     out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise NASError(f"output directory {str(out)!r} is not writable ({e.strerror}).") from None
+    check_writable(out, "--out")
     if (out / "history.csv").exists() and not args.resume:
         raise NASError(f"{out} already holds a search (history.csv); pass --resume to continue it, or choose another --out.")
 
@@ -71,4 +66,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, kept="history.csv keeps every subnet evaluated so far: run the same command with --resume to continue")

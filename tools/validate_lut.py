@@ -24,12 +24,15 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from nas_plugin.errors import NASError
+    from nas_plugin.files import check_writable
     from nas_plugin.lut import load_lut
     from nas_plugin.lut_report import validate_lut
     from nas_plugin.supernet import fingerprint, load_supernet
 
     if args.samples < 0 or args.rounds < 1:
         raise NASError(f"need --samples >= 0 and --rounds >= 1, got {args.samples} and {args.rounds}.")
+    if args.out:
+        check_writable(args.out, "--out")
     supernet = load_supernet(args.model)
     lut = load_lut(args.lut, fingerprint(supernet))
     r = validate_lut(supernet, lut, args.samples, args.seed, args.rounds, args.out)
