@@ -105,6 +105,13 @@ def export_ready(model):
     return model
 
 
+def read_model_yaml(path):
+    """A model YAML as Ultralytics reads it (a scale letter in the file name selects the scale, as for stock models)."""
+    from ultralytics.nn.tasks import yaml_model_load
+
+    return yaml_model_load(path)
+
+
 def load_checkpoint(path):
     """An Ultralytics checkpoint dict, loaded as `ULTRALYTICS_SAFE_LOAD=1` loads it (`weights_only`, known classes and
     the plugin's only), so reading a run's state never executes code from the file."""
@@ -134,4 +141,4 @@ def is_installed():
     return getattr(tasks.parse_model, "__nas_plugin_original__", None) is not None
 
 
-__all__ = ("IntegrationError", "TESTED_ULTRALYTICS", "export_ready", "install", "is_installed", "load_checkpoint")
+__all__ = ("IntegrationError", "TESTED_ULTRALYTICS", "export_ready", "install", "is_installed", "load_checkpoint", "read_model_yaml")

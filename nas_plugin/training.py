@@ -271,6 +271,20 @@ def _model(trainer):
     return unwrap_model(trainer.model)
 
 
+def on_pretrain_routine_start(trainer):
+    """Check a model YAML's `nas:` block before Ultralytics scans the dataset, so a typo costs seconds, not a scan."""
+    from .integration import read_model_yaml
+
+    model = str(trainer.args.model)
+    if model.endswith((".yaml", ".yml")):
+        try:
+            cfg = read_model_yaml(model)
+        except FileNotFoundError:
+            return  # Ultralytics reports it
+        if "nas" in cfg:
+            parse_nas_config(cfg["nas"], Path(model).name)
+
+
 def on_pretrain_routine_end(trainer):
     """Set up sampling for a supernet (and refuse a `nas:` block on a model without elastic layers)."""
     from ultralytics.utils import LOGGER
@@ -435,6 +449,7 @@ def _truncate_csv(path, key, first_redone):
 
 
 CALLBACKS = {
+    "on_pretrain_routine_start": on_pretrain_routine_start,
     "on_pretrain_routine_end": on_pretrain_routine_end,
     "on_train_epoch_start": on_train_epoch_start,
     "on_train_batch_start": on_train_batch_start,

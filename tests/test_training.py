@@ -160,6 +160,16 @@ def test_nas_block_on_a_static_model_is_refused_at_start(supernet, space, tiny_d
     assert not (tmp_path / "static" / "weights" / "last.pt").exists()
 
 
+def test_a_bad_nas_block_stops_yolo_train_before_the_dataset_scan(tiny_data, tmp_path):
+    cfg = tmp_path / "yolov8n-bad-supernet.yaml"
+    cfg.write_text(SUPERNET_FILE.read_text().replace("nc: 80", "nas:\n  distill: -1\nnc: 80", 1))
+    proc = yolo(*_train_args(tiny_data, tmp_path, "bad", 1, cfg), cwd=tmp_path)
+    assert proc.returncode != 0 and "Scanning" not in proc.output
+    assert proc.output.strip().splitlines()[-1].endswith(
+        "nas: distill=-1 in yolov8n-bad-supernet.yaml is not allowed; distill must be a finite number >= 0."
+    )
+
+
 RECIPE = "nas:\n  same_batch: true\n  num_random: 1\n  distill: 0.5\n  zero_init: true\n  phases: [[max, 0.34], [kernel, 0.33], [all, 0.33]]\nnc: 80"
 
 
