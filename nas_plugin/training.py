@@ -438,12 +438,16 @@ def _append_csv(path, columns, rows):
 
 
 def _truncate_csv(path, key, first_redone):
-    """Drop rows whose `key` column is >= `first_redone` (they belong to an epoch a resumed run trains again)."""
+    """Drop rows whose `key` column is >= `first_redone` (they belong to an epoch a resumed run trains again), and a
+    torn last row (a run killed while appending it)."""
     if not path.exists():
         return
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
-    kept = [rows[0]] + [r for r in rows[1:] if int(r[rows[0].index(key)]) < first_redone]
+    if not rows:
+        return
+    header, i = rows[0], rows[0].index(key)
+    kept = [header] + [r for r in rows[1:] if len(r) == len(header) and r[i].isdigit() and int(r[i]) < first_redone]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         csv.writer(f).writerows(kept)
 

@@ -355,6 +355,18 @@ def test_reading_a_run_never_executes_code_from_its_checkpoint(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+def test_resume_drops_the_epochs_it_redoes_and_a_row_torn_by_a_kill(tmp_path):
+    from nas_plugin.training import _truncate_csv
+
+    path = tmp_path / "nas_subnets.csv"
+    path.write_text("epoch,batch,subnet\n1,0,max\n1,1,min\n2,0,max\n2,1,mi")  # killed while writing the last row
+    _truncate_csv(path, "epoch", 2)
+    assert path.read_text().splitlines() == ["epoch,batch,subnet", "1,0,max", "1,1,min"]
+    path.write_text("epoch,batch,subnet\n1,0,max\n1")
+    _truncate_csv(path, "epoch", 3)
+    assert path.read_text().splitlines() == ["epoch,batch,subnet", "1,0,max"]
+
+
 def test_train_seconds_adds_up_a_resumed_run(tmp_path):
     from nas_plugin.run_files import train_seconds
 

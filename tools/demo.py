@@ -100,7 +100,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/nas_demo", help="output directory (default: runs/nas_demo)")
     p.add_argument("--quick", action="store_true", help="tiny settings that check the pipeline in a few minutes")
-    p.add_argument("--model", default=str(ROOT / "model_yamls" / "yolov8n-mbconv-supernet.yaml"), help="supernet model YAML")
+    p.add_argument("--model", default=str(ROOT / "model_yamls" / "yolov8n-csp-supernet.yaml"), help="supernet model YAML")
     p.add_argument("--latency-budget", type=float, help="search budget in ms (default: halfway between the smallest and largest subnet)")
     args = p.parse_args(argv)
     cfg = SETTINGS["quick" if args.quick else "default"]
