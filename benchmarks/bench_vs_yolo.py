@@ -97,10 +97,10 @@ def main(argv=None):
     best_arch = json.loads((search / "best" / "arch.json").read_text())
     best_row = next(r for r in json.loads((search / "pareto.json").read_text())["front"] if r["arch"] == best_arch)
 
-    inherited_v8n = work / args.name / "yolov8n_inherited"
-    if "yolov8n" in named_archs(supernet) and not (inherited_v8n / "model.pt").is_file():  # BN recalibrated as the search does
+    inherited_v8n, v8n_arch = work / args.name / "yolov8n_inherited", named_archs(supernet).get("yolov8n")
+    if v8n_arch and not (inherited_v8n / "model.pt").is_file():  # BN recalibrated as the search does
         calib = calibration_batches(check_dataset(data, supernet), args.imgsz, 16, CALIB_BATCHES)
-        save_subnet(supernet, named_archs(supernet)["yolov8n"], inherited_v8n, source=str(weights), calib=calib, train_args={"imgsz": args.imgsz})
+        save_subnet(supernet, v8n_arch, inherited_v8n, source=str(weights), calib=calib, train_args={"imgsz": args.imgsz})
 
     common = dict(epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=0, device="cpu", plots=False)
     total = supernet_epochs + args.epochs

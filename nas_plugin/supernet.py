@@ -6,12 +6,12 @@ from pathlib import Path
 from torch import nn
 
 from .errors import NASError
-from .modules import ElasticModule
+from .modules import YAML_MODULES, ElasticModule
 from .space import SECTIONS, arch_key, validate_arch
 
 _NOT_A_SUPERNET = (
-    "{} has no elastic layers (ElasticMBConvStage, ElasticMBottleneckCSP); pass a supernet YAML or a checkpoint "
-    "trained from one."
+    f"{{}} has no elastic layers ({', '.join(c.__name__ for c in YAML_MODULES if issubclass(c, ElasticModule))}); pass a "
+    "supernet YAML or a checkpoint trained from one."
 )
 
 
