@@ -49,7 +49,9 @@ def main(argv=None):
     data = yaml.safe_load((work / "data" / "data.yaml").read_text())
     calib_dir = work / f"calibration_{args.reference}"
     if not (calib_dir / "data.yaml").is_file():
-        make_dataset(calib_dir, train=args.reference, val=1, imgsz=args.imgsz, seed=0, preset=args.preset, exist_ok=True)
+        make_dataset(
+            calib_dir, train=args.reference, val=1, imgsz=args.imgsz, seed=0, preset=args.preset, exist_ok=True
+        )
     mixed = {**yaml.safe_load((calib_dir / "data.yaml").read_text()), "val": str(Path(data["path"]) / data["val"])}
     mixed_yaml = calib_dir / "calib_train_real_val.yaml"
     write_text(mixed_yaml, yaml.safe_dump(mixed, sort_keys=False))
@@ -72,16 +74,30 @@ def main(argv=None):
 
     ref = scores[args.reference]
     rows = []
-    print(f"\n{'images':>6} {'Kendall tau vs ' + str(args.reference):>20} {'mean |dmAP50-95|':>17} {'s / recalibration':>18}")
+    print(
+        f"\n{'images':>6} {'Kendall tau vs ' + str(args.reference):>20} "
+        f"{'mean |dmAP50-95|':>17} {'s / recalibration':>18}"
+    )
     for n in args.sizes:
         tau = float(kendalltau(scores[n], ref)[0])
         diff = float(np.mean(np.abs(np.subtract(scores[n], ref))))
-        rows.append({"images": n, "kendall_tau": round(tau, 3), "mean_abs_diff_map50_95": round(diff, 4), "seconds": round(seconds[n], 3)})
+        rows.append(
+            {
+                "images": n,
+                "kendall_tau": round(tau, 3),
+                "mean_abs_diff_map50_95": round(diff, 4),
+                "seconds": round(seconds[n], 3),
+            }
+        )
         print(f"{n:>6} {tau:>20.3f} {diff:>17.4f} {seconds[n]:>18.2f}")
     result = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "settings": vars(args),
-        "reference_seconds": seconds[args.reference], "rows": rows, "map50_95": {str(k): v for k, v in scores.items()},
-    }  # fmt: skip
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "settings": vars(args),
+        "reference_seconds": seconds[args.reference],
+        "rows": rows,
+        "map50_95": {str(k): v for k, v in scores.items()},
+    }
     write_json(Path(args.results) / "bn_calibration.json", result)
     print(f"written {Path(args.results) / 'bn_calibration.json'}")
 

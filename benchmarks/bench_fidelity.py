@@ -74,11 +74,23 @@ def plot(rows, stock, path, title):
     xs, ys = [r["standalone_map50_95"] for r in rows], [r["inherited_map50_95"] for r in rows]
     ax.scatter(xs, ys, c=[r["predicted_ms"] for r in rows], cmap="viridis", zorder=3)
     for r in rows:
-        ax.annotate(r["name"], (r["standalone_map50_95"], r["inherited_map50_95"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(
+            r["name"],
+            (r["standalone_map50_95"], r["inherited_map50_95"]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
     top = max(xs + ys + [stock]) * 1.1
     ax.plot([0, top], [0, top], "k--", lw=0.8, label="inherited = stand-alone")
     ax.axvline(stock, color="tab:red", lw=0.8, label="stock YOLOv8n, trained alone")
-    ax.set(xlim=(0, top), ylim=(0, top), xlabel="mAP50-95 trained alone", ylabel="mAP50-95 inherited from the supernet", title=title)
+    ax.set(
+        xlim=(0, top),
+        ylim=(0, top),
+        xlabel="mAP50-95 trained alone",
+        ylabel="mAP50-95 inherited from the supernet",
+        title=title,
+    )
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path)
@@ -97,7 +109,9 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=30, help="stand-alone training epochs (subnets and YOLOv8n)")
     p.add_argument("--supernet-epochs", type=int, default=60)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--k", type=int, default=8, help="subnets compared (>= 2: max and min; a rank correlation wants >= 8)")
+    p.add_argument(
+        "--k", type=int, default=8, help="subnets compared (>= 2: max and min; a rank correlation wants >= 8)"
+    )
     p.add_argument("--seeds", type=int, default=2, help="seeds for the --repeat models trained alone")
     p.add_argument("--repeat", default="max,min,yolov8n", help="models trained once per seed (the noise floor)")
     p.add_argument("--calib-batches", type=int, help="BN recalibration batches of 16 (default: tools/search.py's)")
@@ -113,6 +127,7 @@ def main(argv=None):
     from nas_plugin.evaluation import AccuracyEvaluator
     from nas_plugin.extract import save_subnet
     from nas_plugin.files import write_json
+    from nas_plugin.integration import read_model_yaml
     from nas_plugin.lut import load_lut
     from nas_plugin.run_files import final_metrics, run_trainings, train_command, train_seconds
     from nas_plugin.supernet import fingerprint, load_supernet, space_from_model
@@ -127,14 +142,16 @@ def main(argv=None):
     t0 = time.time()
     data = work / "data" / "data.yaml"
     if not data.is_file():
-        make_dataset(data.parent, train=args.train, val=args.val, imgsz=args.imgsz, seed=0, preset=args.preset, exist_ok=True)
+        make_dataset(
+            data.parent, train=args.train, val=args.val, imgsz=args.imgsz, seed=0, preset=args.preset, exist_ok=True
+        )
     nc = int(yaml.safe_load(data.read_text())["nc"])
 
-    from ultralytics.nn.tasks import yaml_model_load
-
-    model_cfg = {k: v for k, v in yaml_model_load(args.model).items() if k not in ("yaml_file", "scale")}
+    model_cfg = {k: v for k, v in read_model_yaml(args.model).items() if k not in ("yaml_file", "scale")}
     model_cfg.update(nc=nc, nas=recipe)
-    supernet_yaml = work / args.name / f"{Path(args.model).stem.split('-')[0]}-{args.name}-supernet.yaml"  # keeps the scale letter
+    supernet_yaml = (
+        work / args.name / f"{Path(args.model).stem.split('-')[0]}-{args.name}-supernet.yaml"
+    )  # keeps the scale letter
     supernet_yaml.parent.mkdir(parents=True, exist_ok=True)
     supernet_yaml.write_text(yaml.safe_dump(model_cfg, sort_keys=False))
     untrained = load_supernet(supernet_yaml)
@@ -142,8 +159,22 @@ def main(argv=None):
 
     lut_path = Path(args.lut) if args.lut else work / f"lut_{args.imgsz}.json"
     if not lut_path.is_file():
-        cmd = [sys.executable, ROOT / "tools" / "build_lut.py", "--model", supernet_yaml, "--imgsz", args.imgsz, "--backend", "openvino",
-               "--rounds", 3, "--calib-subnets", 4, "--out", lut_path]  # fmt: skip
+        cmd = [
+            sys.executable,
+            ROOT / "tools" / "build_lut.py",
+            "--model",
+            supernet_yaml,
+            "--imgsz",
+            args.imgsz,
+            "--backend",
+            "openvino",
+            "--rounds",
+            3,
+            "--calib-subnets",
+            4,
+            "--out",
+            lut_path,
+        ]
         subprocess.run(list(map(str, cmd)), check=True)
     lut = load_lut(lut_path, fingerprint(untrained))
     subnets = pick_subnets(space, lut, args.k)
@@ -153,19 +184,37 @@ def main(argv=None):
             save_subnet(untrained, arch, work / "subnets" / name)  # the YAML only depends on the arch
 
     common = dict(epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=0, device="cpu", plots=False)
-    runs = {f"supernet {args.name}": train_command(YOLO, work / args.name / "supernet", supernet_yaml, data, **{**common, "epochs": args.supernet_epochs})}
+    runs = {
+        f"supernet {args.name}": train_command(
+            YOLO, work / args.name / "supernet", supernet_yaml, data, **{**common, "epochs": args.supernet_epochs}
+        )
+    }
     repeated = set(args.repeat.split(","))
     for name in [*names, "yolov8n"]:
         model = "yolov8n.yaml" if name == "yolov8n" else work / "subnets" / name / "model.yaml"
         for seed in range(args.seeds if name in repeated else 1):
-            runs[f"{name} seed {seed}"] = train_command(YOLO, work / "standalone" / f"{name}_seed{seed}", model, data, **common, seed=seed)
+            runs[f"{name} seed {seed}"] = train_command(
+                YOLO, work / "standalone" / f"{name}_seed{seed}", model, data, **common, seed=seed
+            )
     print(f"trainings ({args.jobs} at a time): {', '.join(k for k, v in runs.items() if v)}", flush=True)
     run_trainings(runs, args.jobs)
 
     weights = work / args.name / "supernet" / "weights" / "last.pt"
-    evaluator = AccuracyEvaluator(load_supernet(weights), data, args.imgsz, work / args.name, **({"calib_batches": args.calib_batches} if args.calib_batches else {}))
+    evaluator = AccuracyEvaluator(
+        load_supernet(weights),
+        data,
+        args.imgsz,
+        work / args.name,
+        **({"calib_batches": args.calib_batches} if args.calib_batches else {}),
+    )
     inherited = evaluator([arch for arch, _ in subnets])
-    alone = {name: [final_metrics(work / "standalone" / f"{name}_seed{s}")[0] for s in range(args.seeds if name in repeated else 1)] for name in [*names, "yolov8n"]}
+    alone = {
+        name: [
+            final_metrics(work / "standalone" / f"{name}_seed{s}")[0]
+            for s in range(args.seeds if name in repeated else 1)
+        ]
+        for name in [*names, "yolov8n"]
+    }
 
     import numpy as np
     from scipy.stats import kendalltau, spearmanr
@@ -173,11 +222,23 @@ def main(argv=None):
     rows = []
     for name, (arch, ms), inh in zip(names, subnets, inherited):
         sa = alone[name][0]
-        rows.append({"name": name, "predicted_ms": round(ms, 3), "params_M": round(inh["params"] / 1e6, 3), "gflops": round(inh["gflops"], 3),
-                     "inherited_map50_95": round(inh["map50_95"], 4), "standalone_map50_95": round(sa, 4),
-                     "standalone_seeds": [round(v, 4) for v in alone[name]], "ratio": round(inh["map50_95"] / sa, 3) if sa > 0 else None, "arch": arch})  # fmt: skip
+        rows.append(
+            {
+                "name": name,
+                "predicted_ms": round(ms, 3),
+                "params_M": round(inh["params"] / 1e6, 3),
+                "gflops": round(inh["gflops"], 3),
+                "inherited_map50_95": round(inh["map50_95"], 4),
+                "standalone_map50_95": round(sa, 4),
+                "standalone_seeds": [round(v, 4) for v in alone[name]],
+                "ratio": round(inh["map50_95"] / sa, 3) if sa > 0 else None,
+                "arch": arch,
+            }
+        )
     x, y = [r["standalone_map50_95"] for r in rows], [r["inherited_map50_95"] for r in rows]
-    tau, spearman = (None if np.isnan(v) else float(v) for v in (kendalltau(x, y)[0], spearmanr(x, y)[0]))  # nan: a constant side
+    tau, spearman = (
+        None if np.isnan(v) else float(v) for v in (kendalltau(x, y)[0], spearmanr(x, y)[0])
+    )  # nan: a constant side
     pairs = [v for k, v in alone.items() if len(v) > 1]
     sigma = float(np.sqrt(np.mean([np.var(v, ddof=1) for v in pairs]))) if pairs else None
     ceiling = tau_noise_ceiling(x, sigma) if sigma else None
@@ -186,22 +247,46 @@ def main(argv=None):
 
     print(f"\n{'subnet':>7} {'pred ms':>8} {'params M':>9} {'inherited':>10} {'alone':>8} {'ratio':>6}")
     for r in rows:
-        print(f"{r['name']:>7} {r['predicted_ms']:>8.2f} {r['params_M']:>9.2f} {r['inherited_map50_95']:>10.4f} {r['standalone_map50_95']:>8.4f} {r['ratio'] or float('nan'):>6.2f}")
+        print(
+            f"{r['name']:>7} {r['predicted_ms']:>8.2f} {r['params_M']:>9.2f} "
+            f"{r['inherited_map50_95']:>10.4f} {r['standalone_map50_95']:>8.4f} {r['ratio'] or float('nan'):>6.2f}"
+        )
     print(f"YOLOv8n trained alone: {', '.join(f'{v:.4f}' for v in alone['yolov8n'])} (mAP50-95 by seed)")
-    print(f"Kendall tau {tau}, Spearman {spearman} over {len(rows)} subnets; seed noise sigma {sigma if sigma is None else round(sigma, 4)}"
-          f" leaves tau {ceiling if ceiling is None else round(ceiling, 3)}")  # fmt: skip
-    print(f"supernet: {args.supernet_epochs} epochs, {supernet_s / 60:.1f} CPU min; YOLOv8n alone: {args.epochs} epochs, {standalone_s['yolov8n'] / 60:.1f} CPU min")
+    print(
+        f"Kendall tau {tau}, Spearman {spearman} over {len(rows)} subnets; "
+        f"seed noise sigma {sigma if sigma is None else round(sigma, 4)}"
+        f" leaves tau {ceiling if ceiling is None else round(ceiling, 3)}"
+    )
+    print(
+        f"supernet: {args.supernet_epochs} epochs, {supernet_s / 60:.1f} CPU min; "
+        f"YOLOv8n alone: {args.epochs} epochs, {standalone_s['yolov8n'] / 60:.1f} CPU min"
+    )
     out = Path(args.results)
     result = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or 'cpu'}",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or 'cpu'}",
         "command": " ".join(["python", "benchmarks/bench_fidelity.py", *(argv if argv is not None else sys.argv[1:])]),
-        "settings": vars(args), "recipe": parse_nas_config(recipe, "--recipe"), "kendall_tau": tau, "spearman": spearman,
-        "seed_sigma_map50_95": sigma, "tau_noise_ceiling": ceiling, "subnets": rows,
-        "yolov8n_standalone_map50_95": alone["yolov8n"], "supernet_epochs": args.supernet_epochs, "supernet_cpu_min": round(supernet_s / 60, 1),
-        "standalone_cpu_min": {k: round(v / 60, 1) for k, v in standalone_s.items()}, "wall_s": round(time.time() - t0, 1),
-    }  # fmt: skip
+        "settings": vars(args),
+        "recipe": parse_nas_config(recipe, "--recipe"),
+        "kendall_tau": tau,
+        "spearman": spearman,
+        "seed_sigma_map50_95": sigma,
+        "tau_noise_ceiling": ceiling,
+        "subnets": rows,
+        "yolov8n_standalone_map50_95": alone["yolov8n"],
+        "supernet_epochs": args.supernet_epochs,
+        "supernet_cpu_min": round(supernet_s / 60, 1),
+        "standalone_cpu_min": {k: round(v / 60, 1) for k, v in standalone_s.items()},
+        "wall_s": round(time.time() - t0, 1),
+    }
     write_json(out / f"fidelity_{args.name}.json", result)
-    plot(rows, float(np.mean(alone["yolov8n"])), out / f"fidelity_{args.name}.png", f"{args.name}: Kendall tau {tau if tau is None else round(tau, 2)}, Spearman {spearman if spearman is None else round(spearman, 2)}")
+    plot(
+        rows,
+        float(np.mean(alone["yolov8n"])),
+        out / f"fidelity_{args.name}.png",
+        f"{args.name}: Kendall tau {tau if tau is None else round(tau, 2)}, "
+        f"Spearman {spearman if spearman is None else round(spearman, 2)}",
+    )
     print(f"written {out / f'fidelity_{args.name}.json'} and .png")
 
 

@@ -43,22 +43,30 @@ def main():
     args = p.parse_args()
 
     from nas_plugin.evaluation import AccuracyEvaluator
-    from nas_plugin.files import write_json
     from nas_plugin.extract import extract
+    from nas_plugin.files import write_json
     from nas_plugin.space import random_arch
     from nas_plugin.supernet import load_supernet, space_from_model
     from nas_plugin.synthetic_data import make_dataset
 
     work = Path(args.work)
-    data = Path(args.data) if args.data else make_dataset(work / "data", train=200, val=args.val, imgsz=args.imgsz, seed=0, exist_ok=True)
+    data = (
+        Path(args.data)
+        if args.data
+        else make_dataset(work / "data", train=200, val=args.val, imgsz=args.imgsz, seed=0, exist_ok=True)
+    )
     weights = Path(args.weights)
     if weights.suffix != ".pt":  # the untrained YAML needs the dataset's class count
         six = work / "yolov8n-six-supernet.yaml"
-        six.write_text(Path(ROOT / "model_yamls" / "yolov8-mbconv-supernet.yaml").read_text().replace("nc: 80", "nc: 6", 1))
+        six.write_text(
+            Path(ROOT / "model_yamls" / "yolov8-mbconv-supernet.yaml").read_text().replace("nc: 80", "nc: 6", 1)
+        )
         weights = six
     supernet = load_supernet(weights)
     space = space_from_model(supernet)
-    evaluator = AccuracyEvaluator(supernet, data, args.imgsz, work, calib_batches=args.calib_batches, val_images=args.val_images)
+    evaluator = AccuracyEvaluator(
+        supernet, data, args.imgsz, work, calib_batches=args.calib_batches, val_images=args.val_images
+    )
     parts = {"extract_s": [], "bn_recalibration_s": [], "validation_s": [], "total_s": []}
     for i in range(args.evals):
         arch = random_arch(space, seed=i)
@@ -74,27 +82,70 @@ def main():
     med = {k: statistics.median(v) for k, v in parts.items()}
     evals = args.population * args.generations
     estimate_min = evals * med["total_s"] / 60
-    print(f"one evaluation (median of {args.evals}, imgsz {args.imgsz}, {args.val_images or args.val} val images): "
-          + ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in med.items()))  # fmt: skip
+    print(
+        f"one evaluation (median of {args.evals}, imgsz {args.imgsz}, {args.val_images or args.val} val images): "
+        + ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in med.items())
+    )
     print(f"estimated {args.population}x{args.generations} search: <= {evals} evaluations -> {estimate_min:.0f} min")
     result = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "settings": vars(args), "evaluation_median_s": med, "search_estimate_min": estimate_min,
-    }  # fmt: skip
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "settings": vars(args),
+        "evaluation_median_s": med,
+        "search_estimate_min": estimate_min,
+    }
     if args.run_search:
         lut = Path(args.lut) if args.lut else work / "lut.json"
         if not lut.exists():
-            subprocess.run([sys.executable, ROOT / "tools" / "build_lut.py", "--model", weights, "--imgsz", str(args.imgsz), "--backend", "openvino", "--out", lut], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    ROOT / "tools" / "build_lut.py",
+                    "--model",
+                    weights,
+                    "--imgsz",
+                    str(args.imgsz),
+                    "--backend",
+                    "openvino",
+                    "--out",
+                    lut,
+                ],
+                check=True,
+            )
         t = time.time()
-        cmd = [sys.executable, ROOT / "tools" / "search.py", "--weights", weights, "--data", data, "--lut", lut, "--population", str(args.population),
-               "--generations", str(args.generations), "--calib-batches", str(args.calib_batches), "--out", work / "search", "--resume"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            ROOT / "tools" / "search.py",
+            "--weights",
+            weights,
+            "--data",
+            data,
+            "--lut",
+            lut,
+            "--population",
+            str(args.population),
+            "--generations",
+            str(args.generations),
+            "--calib-batches",
+            str(args.calib_batches),
+            "--out",
+            work / "search",
+            "--resume",
+        ]
         if args.val_images:
             cmd += ["--val-images", str(args.val_images)]
         subprocess.run([str(c) for c in cmd], check=True)
         result["search_wall_min"] = (time.time() - t) / 60
         result["search_evaluations"] = len((work / "search" / "history.csv").read_text().splitlines()) - 1
-        print(f"search wall time: {result['search_wall_min']:.1f} min for {result['search_evaluations']} evaluated subnets")
-    out = RESULTS / f"search_{args.population}x{args.generations}.json" if args.run_search else RESULTS / "search_evaluation.json"
+        print(
+            f"search wall time: {result['search_wall_min']:.1f} min for "
+            f"{result['search_evaluations']} evaluated subnets"
+        )
+    out = (
+        RESULTS / f"search_{args.population}x{args.generations}.json"
+        if args.run_search
+        else RESULTS / "search_evaluation.json"
+    )
     write_json(out, json.loads(json.dumps(result, default=str)))
     print(f"written {out}")
 

@@ -55,7 +55,9 @@ def importtime_us(python, extra):
 
 def modules(python, enabled, extra):
     code = "import sys, json; print(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run([python, "-c", code], env=env(enabled, extra), capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [python, "-c", code], env=env(enabled, extra), capture_output=True, text=True, check=True
+    ).stdout
     return set(json.loads(out))
 
 

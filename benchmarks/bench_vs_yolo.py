@@ -38,9 +38,9 @@ STOCK = {"YOLOv8n": "yolov8n.yaml", "YOLO11n": "yolo11n.yaml", "YOLO26n": "yolo2
 
 
 def stock_model(cfg, nc):
-    from ultralytics.nn.tasks import DetectionModel
+    from nas_plugin.integration import detection_model, read_model_yaml
 
-    return DetectionModel(cfg, nc=nc, verbose=False).eval()
+    return detection_model({**read_model_yaml(cfg), "nc": nc})
 
 
 def main(argv=None):
@@ -64,14 +64,14 @@ def main(argv=None):
     from ultralytics import YOLO as Model
 
     from nas_plugin.backends import get_backend
-    from nas_plugin.files import write_json
-    from nas_plugin.lut import load_lut
-    from nas_plugin.lut_build import measure_interleaved, measure_models, model_onnx
-    from nas_plugin.run_files import final_metrics, run_trainings, train_command, train_seconds
     from nas_plugin.calibration import calibration_batches, check_dataset
     from nas_plugin.extract import save_subnet
+    from nas_plugin.files import write_json
+    from nas_plugin.lut import load_lut
+    from nas_plugin.run_files import final_metrics, run_trainings, train_command, train_seconds
     from nas_plugin.search import CALIB_BATCHES
     from nas_plugin.supernet import fingerprint, load_supernet, named_archs
+    from nas_plugin.timing import measure_interleaved, measure_models, model_onnx
 
     work = Path(args.work).resolve()
     data = work / "data" / "data.yaml"
@@ -85,14 +85,40 @@ def main(argv=None):
     lut = load_lut(lut_path, fingerprint(supernet), args.imgsz)
     backend = get_backend("openvino", "CPU", "f32")
 
-    stock_ms = {name: s["median_us"] / 1000 for name, s in zip(STOCK, measure_models(supernet, [stock_model(c, nc) for c in STOCK.values()], lut, backend, desc="stock models"))}
+    stock_ms = {
+        name: s["median_us"] / 1000
+        for name, s in zip(
+            STOCK,
+            measure_models(supernet, [stock_model(c, nc) for c in STOCK.values()], lut, backend, desc="stock models"),
+        )
+    }
     budget = stock_ms["YOLOv8n"]
-    print(f"in table units: {', '.join(f'{k} {v:.3f} ms' for k, v in stock_ms.items())}; search budget {budget:.3f} ms", flush=True)
+    print(
+        f"in table units: {', '.join(f'{k} {v:.3f} ms' for k, v in stock_ms.items())}; search budget {budget:.3f} ms",
+        flush=True,
+    )
 
     search = work / args.name / "search_v8n"
     if not (search / "best" / "model.pt").is_file():
-        cmd = [sys.executable, ROOT / "tools" / "search.py", "--weights", weights, "--data", data, "--lut", lut_path, "--latency-budget", f"{budget:.4f}",
-               "--population", args.population, "--generations", args.generations, "--out", search, *(["--resume"] if (search / "history.csv").exists() else [])]  # fmt: skip
+        cmd = [
+            sys.executable,
+            ROOT / "tools" / "search.py",
+            "--weights",
+            weights,
+            "--data",
+            data,
+            "--lut",
+            lut_path,
+            "--latency-budget",
+            f"{budget:.4f}",
+            "--population",
+            args.population,
+            "--generations",
+            args.generations,
+            "--out",
+            search,
+            *(["--resume"] if (search / "history.csv").exists() else []),
+        ]
         subprocess.run(list(map(str, cmd)), check=True)
     best_arch = json.loads((search / "best" / "arch.json").read_text())
     best_row = next(r for r in json.loads((search / "pareto.json").read_text())["front"] if r["arch"] == best_arch)
@@ -100,18 +126,56 @@ def main(argv=None):
     inherited_v8n, v8n_arch = work / args.name / "yolov8n_inherited", named_archs(supernet).get("yolov8n")
     if v8n_arch and not (inherited_v8n / "model.pt").is_file():  # BN recalibrated as the search does
         calib = calibration_batches(check_dataset(data, supernet), args.imgsz, 16, CALIB_BATCHES)
-        save_subnet(supernet, v8n_arch, inherited_v8n, source=str(weights), calib=calib, train_args={"imgsz": args.imgsz})
+        save_subnet(
+            supernet, v8n_arch, inherited_v8n, source=str(weights), calib=calib, train_args={"imgsz": args.imgsz}
+        )
 
     common = dict(epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=0, device="cpu", plots=False)
     total = supernet_epochs + args.epochs
     rows = {  # name -> (how it was trained, epochs in all, run dir per seed, command per seed)
-        **{name: ("stock, from scratch", args.epochs, "standalone", f"{name.lower()}", cfg, {}) for name, cfg in STOCK.items()},
-        "searched (a)": ("searched, from scratch (its model.yaml)", args.epochs, args.name, "best_scratch", search / "best" / "model.yaml", {}),
-        "searched (b)": (f"searched, inherited + fine-tuned ({supernet_epochs} supernet epochs + {args.epochs})", total, args.name, "best_finetune", search / "best" / "model.pt", {}),
-        **({"YOLOv8n (b)": (f"YOLOv8n's arch in the supernet, inherited + fine-tuned as (b)", total, args.name, "yolov8n_finetune", inherited_v8n / "model.pt", {})}
-           if inherited_v8n.is_dir() else {}),
-        f"YOLOv8n {total} ep": (f"stock, from scratch, {total} epochs (as (b) in all)", total, "standalone", f"yolov8n_{total}ep", "yolov8n.yaml", {"epochs": total}),
-    }  # fmt: skip
+        **{
+            name: ("stock, from scratch", args.epochs, "standalone", f"{name.lower()}", cfg, {})
+            for name, cfg in STOCK.items()
+        },
+        "searched (a)": (
+            "searched, from scratch (its model.yaml)",
+            args.epochs,
+            args.name,
+            "best_scratch",
+            search / "best" / "model.yaml",
+            {},
+        ),
+        "searched (b)": (
+            f"searched, inherited + fine-tuned ({supernet_epochs} supernet epochs + {args.epochs})",
+            total,
+            args.name,
+            "best_finetune",
+            search / "best" / "model.pt",
+            {},
+        ),
+        **(
+            {
+                "YOLOv8n (b)": (
+                    "YOLOv8n's arch in the supernet, inherited + fine-tuned as (b)",
+                    total,
+                    args.name,
+                    "yolov8n_finetune",
+                    inherited_v8n / "model.pt",
+                    {},
+                )
+            }
+            if inherited_v8n.is_dir()
+            else {}
+        ),
+        f"YOLOv8n {total} ep": (
+            f"stock, from scratch, {total} epochs (as (b) in all)",
+            total,
+            "standalone",
+            f"yolov8n_{total}ep",
+            "yolov8n.yaml",
+            {"epochs": total},
+        ),
+    }
     runs, dirs = {}, {}
     for name, (_, _, folder, stem, model, extra) in rows.items():
         for seed in range(args.seeds):
@@ -133,26 +197,51 @@ def main(argv=None):
     table = []
     for (name, (how, epochs, *_)), s, net in zip(rows.items(), stats, nets):
         maps = [final_metrics(dirs[name, seed])[0] for seed in range(args.seeds)]
-        table.append({
-            "model": name, "trained": how, "epochs": epochs, "params_M": round(sum(q.numel() for q in net.parameters()) / 1e6, 3),
-            "map50_95_seeds": [round(v, 4) for v in maps], "map50_95": round(float(np.mean(maps)), 4), "seed_spread": round(float(np.ptp(maps)), 4),
-            "latency_vs_yolov8n": round(s["median_us"] / 1000, 3), "cpu_min": round(sum(train_seconds(dirs[name, seed]) for seed in range(args.seeds)) / args.seeds / 60, 1),
-        })  # fmt: skip
+        table.append(
+            {
+                "model": name,
+                "trained": how,
+                "epochs": epochs,
+                "params_M": round(sum(q.numel() for q in net.parameters()) / 1e6, 3),
+                "map50_95_seeds": [round(v, 4) for v in maps],
+                "map50_95": round(float(np.mean(maps)), 4),
+                "seed_spread": round(float(np.ptp(maps)), 4),
+                "latency_vs_yolov8n": round(s["median_us"] / 1000, 3),
+                "cpu_min": round(
+                    sum(train_seconds(dirs[name, seed]) for seed in range(args.seeds)) / args.seeds / 60, 1
+                ),
+            }
+        )
     supernet_min = round(train_seconds(supernet_dir) / 60, 1)
     for r in table:
         if r["model"].endswith("(b)"):  # (b) carries the supernet's training
             r["cpu_min"] = round(r["cpu_min"] + supernet_min, 1)
 
-    print(f"\nOpenVINO {backend.info['version']} CPU f32 ({backend.info['device_name']}), imgsz {args.imgsz}, batch {args.batch}, {args.seeds} seeds")
-    print(f"{'model':>16} {'epochs':>6} {'CPU min':>7} {'params M':>8} {'mAP50-95':>9} {'spread':>7} {'x YOLOv8n':>9}  trained")
+    print(
+        f"\nOpenVINO {backend.info['version']} CPU f32 ({backend.info['device_name']}), "
+        f"imgsz {args.imgsz}, batch {args.batch}, {args.seeds} seeds"
+    )
+    print(
+        f"{'model':>16} {'epochs':>6} {'CPU min':>7} {'params M':>8} "
+        f"{'mAP50-95':>9} {'spread':>7} {'x YOLOv8n':>9}  trained"
+    )
     for r in table:
-        print(f"{r['model']:>16} {r['epochs']:>6} {r['cpu_min']:>7.1f} {r['params_M']:>8.2f} {r['map50_95']:>9.4f} {r['seed_spread']:>7.4f} {r['latency_vs_yolov8n']:>9.2f}  {r['trained']}")
+        print(
+            f"{r['model']:>16} {r['epochs']:>6} {r['cpu_min']:>7.1f} {r['params_M']:>8.2f} "
+            f"{r['map50_95']:>9.4f} {r['seed_spread']:>7.4f} {r['latency_vs_yolov8n']:>9.2f}  {r['trained']}"
+        )
     result = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {backend.info['device_name']}",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {backend.info['device_name']}",
         "command": " ".join(["python", "benchmarks/bench_vs_yolo.py", *(argv if argv is not None else sys.argv[1:])]),
-        "settings": vars(args), "stock_latency_table_ms": stock_ms, "budget_ms": budget, "searched": best_row,
-        "supernet_epochs": supernet_epochs, "supernet_cpu_min": supernet_min, "rows": table,
-    }  # fmt: skip
+        "settings": vars(args),
+        "stock_latency_table_ms": stock_ms,
+        "budget_ms": budget,
+        "searched": best_row,
+        "supernet_epochs": supernet_epochs,
+        "supernet_cpu_min": supernet_min,
+        "rows": table,
+    }
     out = Path(args.results)
     write_json(out / f"vs_yolo_{args.name}.json", result)
     plot(table, out / f"vs_yolo_{args.name}.png", f"{args.name}: preset data, imgsz {args.imgsz}, OpenVINO CPU f32")
@@ -171,9 +260,19 @@ def plot(rows, path, title):
     for r in rows:
         colour = "tab:blue" if r["model"].startswith("searched") else "tab:grey"
         ax.errorbar(r["latency_vs_yolov8n"], r["map50_95"], yerr=r["seed_spread"] / 2, fmt="o", color=colour, capsize=3)
-        ax.annotate(f"{r['model']} ({r['epochs']} ep)", (r["latency_vs_yolov8n"], r["map50_95"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.annotate(
+            f"{r['model']} ({r['epochs']} ep)",
+            (r["latency_vs_yolov8n"], r["map50_95"]),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=8,
+        )
     ax.axvline(1.0, color="tab:grey", ls="--", lw=0.8)
-    ax.set(xlabel="latency / YOLOv8n's (interleaved rounds)", ylabel="mAP50-95 (val, mean of seeds; bar = seed spread)", title=title)
+    ax.set(
+        xlabel="latency / YOLOv8n's (interleaved rounds)",
+        ylabel="mAP50-95 (val, mean of seeds; bar = seed spread)",
+        title=title,
+    )
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)

@@ -83,7 +83,10 @@ class Backend:
 
     def __init__(self, device=None, precision="f32", threads=None):
         if precision not in PRECISIONS[self.name]:
-            raise NASError(f"backend {self.name} does not support precision {precision!r}; choose from {list(PRECISIONS[self.name])}.")
+            raise NASError(
+                f"backend {self.name} does not support precision {precision!r}; "
+                f"choose from {list(PRECISIONS[self.name])}."
+            )
         if threads is not None and threads < 1:
             raise NASError(f"threads must be >= 1 (or omitted for the backend's default), got {threads}.")
         self.device, self.precision, self.threads = device or DEFAULT_DEVICE[self.name], precision, threads
@@ -139,8 +142,12 @@ class ONNXRuntimeBackend(Backend):
         super().__init__(device, precision, threads)
         if self.device.upper() != "CPU":
             raise NASError(f"backend onnxruntime runs on device 'CPU' only here, got {self.device!r}.")
-        self.ort = ort = _require("onnxruntime", "backend onnxruntime needs the onnxruntime package: pip install onnxruntime.")
-        self.info.update(version=ort.__version__, device_name=cpu_name(), cpu=cpu_name(), threads=threads or os.cpu_count())
+        self.ort = ort = _require(
+            "onnxruntime", "backend onnxruntime needs the onnxruntime package: pip install onnxruntime."
+        )
+        self.info.update(
+            version=ort.__version__, device_name=cpu_name(), cpu=cpu_name(), threads=threads or os.cpu_count()
+        )
 
     def compile(self, onnx_path, inputs):
         opts = self.ort.SessionOptions()
@@ -161,14 +168,19 @@ class TensorRTBackend(Backend):
 
     def __init__(self, device=None, precision="f32", threads=None):
         super().__init__(device, precision, threads)
-        trt = _require("tensorrt", "backend tensorrt needs the tensorrt package and an NVIDIA GPU: pip install 'nas_plugin[tensorrt]'.")
+        trt = _require(
+            "tensorrt",
+            "backend tensorrt needs the tensorrt package and an NVIDIA GPU: pip install 'nas_plugin[tensorrt]'.",
+        )
         import torch
 
         if not torch.cuda.is_available():
             raise NASError(f"backend tensorrt needs a CUDA GPU, but torch sees none (device {self.device!r}).")
         self.trt, self.torch = trt, torch
         self.logger = trt.Logger(trt.Logger.WARNING)
-        self.info.update(version=trt.__version__, device_name=torch.cuda.get_device_name(self.device), cpu=cpu_name(), threads=None)
+        self.info.update(
+            version=trt.__version__, device_name=torch.cuda.get_device_name(self.device), cpu=cpu_name(), threads=None
+        )
 
     def compile(self, onnx_path, inputs):
         trt, torch = self.trt, self.torch

@@ -6,44 +6,39 @@ set of training images (letterboxed, no augmentation). Validation images are nev
 """
 
 import random
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from . import integration
 from .errors import NASError
 
 
 def check_dataset(data_yaml, model):
     """The checked data dict of `data_yaml`; refuses a missing file or a class count that differs from `model`'s."""
-    from pathlib import Path
-
-    from ultralytics.data.utils import check_det_dataset
-
     if not Path(str(data_yaml)).is_file():
         raise NASError(f"dataset YAML {str(data_yaml)!r} does not exist.")
-    data = check_det_dataset(str(data_yaml))
+    data = integration.check_dataset(data_yaml)
     if data["nc"] != model.yaml["nc"]:
-        raise NASError(f"dataset {str(data_yaml)!r} has {data['nc']} classes but the model has {model.yaml['nc']}; use the dataset the supernet was trained on.")
+        raise NASError(
+            f"dataset {str(data_yaml)!r} has {data['nc']} classes but the model has {model.yaml['nc']}; "
+            "use the dataset the supernet was trained on."
+        )
     return data
 
 
 def calibration_batches(data, imgsz, batch=16, n_batches=8, seed=0):
     """`n_batches` image batches (float, 0-1) drawn with `seed` from the train split of a checked data dict.
 
-    `data` is what `ultralytics.data.utils.check_det_dataset` returns (the trainer's `trainer.data`).
+    `data` is a checked data dict (`check_dataset`, or the trainer's).
     """
-    from ultralytics.cfg import get_cfg
-    from ultralytics.data.build import build_yolo_dataset
-
     if n_batches < 1 or batch < 1:
         raise NASError(f"calibration needs n_batches >= 1 and batch >= 1, got n_batches={n_batches}, batch={batch}.")
-    cfg = get_cfg(overrides={"imgsz": imgsz, "mode": "val", "task": "detect"})
-    dataset = build_yolo_dataset(cfg, data["train"], batch, data, mode="val", rect=False)
-    k = min(len(dataset), n_batches * batch)
-    indices = random.Random(seed).sample(range(len(dataset)), k)
-    return [
-        dataset.collate_fn([dataset[i] for i in indices[j : j + batch]])["img"].float() / 255 for j in range(0, k, batch)
-    ]
+    images = integration.LetterboxedImages(data, "train", imgsz, batch)
+    k = min(len(images), n_batches * batch)
+    indices = random.Random(seed).sample(range(len(images)), k)
+    return [images.batch(indices[j : j + batch]) for j in range(0, k, batch)]
 
 
 @torch.no_grad()

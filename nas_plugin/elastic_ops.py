@@ -7,9 +7,9 @@ static module, so extraction and the elastic forward cannot disagree about which
 
 import torch.nn.functional as F
 from torch import nn
-from ultralytics.utils.ops import make_divisible
 
 from .errors import NASError
+from .integration import make_divisible
 
 ACTIVATIONS = {  # name -> factory; names are what YAMLs and arch JSON use
     "relu": nn.ReLU,
@@ -83,7 +83,9 @@ class ElasticConvBN(nn.Module):
 
     def forward(self, x, c2, k=None):
         c1 = x.shape[1]
-        w = centre_crop(self.conv.weight[:c2] if self.depthwise else self.conv.weight[:c2, :c1], k or self.conv.kernel_size[0])
+        w = centre_crop(
+            self.conv.weight[:c2] if self.depthwise else self.conv.weight[:c2, :c1], k or self.conv.kernel_size[0]
+        )
         y = F.conv2d(x, w, None, self.conv.stride, w.shape[-1] // 2, 1, c1 if self.depthwise else 1)
         return _sliced_batch_norm(self.bn, y)
 

@@ -17,6 +17,7 @@ import yaml
 from .calibration import calibration_batches, check_dataset, recalibrate_bn
 from .extract import extract
 from .files import write_text
+from .integration import gflops, is_image, validate
 from .search import CALIB_BATCHES
 
 VAL_BATCH = 16  # `yolo val`'s default: rectangular val batches depend on it, so the mAP does too
@@ -37,7 +38,9 @@ def _all_cores():
 class AccuracyEvaluator:
     """`evaluator(archs)` -> one {'map50', 'map50_95', 'params', 'gflops'} per arch, for a whole generation at once."""
 
-    def __init__(self, supernet, data, imgsz, work_dir, calib_batches=CALIB_BATCHES, val_images=None, seed=0, device="cpu"):
+    def __init__(
+        self, supernet, data, imgsz, work_dir, calib_batches=CALIB_BATCHES, val_images=None, seed=0, device="cpu"
+    ):
         self.supernet, self.imgsz, self.device = supernet, imgsz, device
         self.save_dir = Path(work_dir) / "val"  # the validator's own directory: never runs/ in the current directory
         self.data_yaml = str(data)
@@ -47,15 +50,17 @@ class AccuracyEvaluator:
         self.val_data = self.data_yaml
         self.on_subset = False  # True: ranks on a seeded subset of the val split; the front is re-scored on all
         if val_images:
-            from ultralytics.data.utils import IMG_FORMATS
-
-            folder = Path(checked["val"])
-            files = sorted(str(p) for p in folder.rglob("*") if p.suffix[1:].lower() in IMG_FORMATS)
+            files = sorted(str(p) for p in Path(checked["val"]).rglob("*") if is_image(p))
             self.on_subset = val_images < len(files)
         if self.on_subset:
             subset = sorted(random.Random(seed).sample(files, val_images))
             write_text(Path(work_dir) / "val_subset.txt", "\n".join(subset) + "\n")
-            cfg = {"path": str(Path(work_dir).resolve()), "train": checked["train"], "val": "val_subset.txt", "names": checked["names"]}
+            cfg = {
+                "path": str(Path(work_dir).resolve()),
+                "train": checked["train"],
+                "val": "val_subset.txt",
+                "names": checked["names"],
+            }
             self.val_data = str(Path(work_dir) / "val_subset.yaml")
             write_text(self.val_data, yaml.safe_dump(cfg, sort_keys=False))
 
@@ -70,20 +75,14 @@ class AccuracyEvaluator:
 
     def validate(self, model, data=None):
         """(mAP50, mAP50-95) of a static model by the stock validator."""
-        from ultralytics.models.yolo.detect import DetectionValidator
-
-        args = dict(data=data or self.val_data, imgsz=self.imgsz, batch=VAL_BATCH, device=self.device, plots=False, verbose=False, save_json=False)
-        stats = DetectionValidator(save_dir=self.save_dir, args=args)(model=model)
-        return float(stats["metrics/mAP50(B)"]), float(stats["metrics/mAP50-95(B)"])
+        return validate(model, data or self.val_data, self.imgsz, VAL_BATCH, self.device, self.save_dir)
 
     def __call__(self, archs):
-        from ultralytics.utils.torch_utils import get_flops
-
         results = []
         for arch in archs:
             model = self.static(arch)
             params = sum(p.numel() for p in model.parameters())
-            gflops = get_flops(model, self.imgsz)
+            flops = gflops(model, self.imgsz)
             map50, map50_95 = self.validate(model)
-            results.append({"map50": map50, "map50_95": map50_95, "params": params, "gflops": gflops})
+            results.append({"map50": map50, "map50_95": map50_95, "params": params, "gflops": flops})
         return results

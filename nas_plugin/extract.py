@@ -4,10 +4,8 @@ import copy
 import os
 import shutil
 import tempfile
-from datetime import datetime
 from pathlib import Path
 
-import torch
 import yaml
 
 from . import __version__
@@ -15,13 +13,12 @@ from .calibration import recalibrate_bn
 from .elastic_ops import inherit_state
 from .errors import NASError
 from .files import write_json, write_text
-from .integration import install
+from .integration import detection_model, save_checkpoint
 from .modules import ElasticModule
 from .space import SECTIONS
-from .supernet import elastic_layers, set_arch, space_from_model
+from .supernet import layer_units, set_arch, space_from_model
 
 _KEPT_KEYS = ("nc", "activation", "channels", "reg_max", "end2end")  # top-level YAML keys a subnet keeps
-_CKPT_ARGS = ("imgsz", "data", "task", "single_cls")  # the train args Ultralytics keeps when it loads a checkpoint
 
 
 def subnet_yaml(model, arch):
@@ -34,11 +31,9 @@ def subnet_yaml(model, arch):
     cfg = {k: copy.deepcopy(src[k]) for k in _KEPT_KEYS if k in src}
     cfg.update(depth_multiple=depth, width_multiple=width)
     rows = copy.deepcopy(src["backbone"] + src["head"])
-    counters = dict.fromkeys(SECTIONS, 0)
-    for section, i, m in elastic_layers(model):
-        n, name, args = m.static_row(arch[section][counters[section]])
-        counters[section] += 1
-        rows[i] = [rows[i][0], n, name, [rows[i][3][0], *args]]
+    for m, unit in layer_units(model, arch):
+        n, name, args = m.static_row(unit)
+        rows[m.i] = [rows[m.i][0], n, name, [rows[m.i][3][0], *args]]
     nb = len(src["backbone"])
     cfg["backbone"], cfg["head"] = rows[:nb], rows[nb:]
     return cfg
@@ -46,11 +41,8 @@ def subnet_yaml(model, arch):
 
 def extract(model, arch):
     """A static DetectionModel computing exactly what `model` computes with `arch` active, with inherited weights."""
-    from ultralytics.nn.tasks import DetectionModel
-
-    install()
     cfg = subnet_yaml(model, arch)
-    static = DetectionModel(cfg, ch=cfg.get("channels", 3), verbose=False)
+    static = detection_model(cfg)
     for src, dst in zip(model.model, static.model):
         try:
             if isinstance(src, ElasticModule):
@@ -101,24 +93,32 @@ def write_subnet(static, arch, space, out_dir, source="", calib_images=0, train_
     """
     out = Path(out_dir)
     if source and (out / "model.pt").resolve() == Path(str(source)).resolve():
-        raise NASError(f"--out {str(out)!r} would overwrite the supernet {str(source)!r} with the subnet's model.pt; choose another directory.")
+        raise NASError(
+            f"--out {str(out)!r} would overwrite the supernet {str(source)!r} "
+            "with the subnet's model.pt; choose another directory."
+        )
     if out.is_file() or (out.is_dir() and any(out.iterdir()) and not exist_ok):
         what = "is a file" if out.is_file() else "is not empty"
-        raise NASError(f"output directory {str(out)!r} {what}; choose another --out, or pass --force to replace its arch.json, model.yaml and model.pt.")
-    args = static.args if isinstance(static.args, dict) else vars(static.args)
-    ckpt = {
-        "date": datetime.now().astimezone().isoformat(),
-        "version": __import__("ultralytics").__version__,
-        "model": static,  # float32: inherited weights stay bit-exact
-        "train_args": {k: args[k] for k in _CKPT_ARGS if k in args} | {"task": "detect"} | (train_args or {}),
-        "nas": {"arch": arch, "space": space, "supernet": str(source), "bn_calibration_images": calib_images, "nas_plugin": __version__},
+        raise NASError(
+            f"output directory {str(out)!r} {what}; "
+            "choose another --out, or pass --force to replace its arch.json, model.yaml and model.pt."
+        )
+    nas = {
+        "arch": arch,
+        "space": space,
+        "supernet": str(source),
+        "bn_calibration_images": calib_images,
+        "nas_plugin": __version__,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
         write_json(tmp / "arch.json", arch)
-        write_text(tmp / "model.yaml", yaml_text(static.yaml, f"Subnet extracted by nas_plugin {__version__} from {source or 'a supernet'}"))
-        torch.save(ckpt, tmp / "model.pt")
+        write_text(
+            tmp / "model.yaml",
+            yaml_text(static.yaml, f"Subnet extracted by nas_plugin {__version__} from {source or 'a supernet'}"),
+        )
+        save_checkpoint(static, tmp / "model.pt", train_args, nas=nas)
         if out.is_dir():
             for name in ("arch.json", "model.yaml", "model.pt"):
                 os.replace(tmp / name, out / name)

@@ -32,7 +32,10 @@ def check_writable(path, flag, is_dir=True):
 
     path = Path(path)
     if is_dir and path.is_file() or not is_dir and path.is_dir():
-        raise NASError(f"{flag} {str(path)!r} is a {'file' if is_dir else 'directory'}; give a {'directory' if is_dir else 'file'} path.")
+        raise NASError(
+            f"{flag} {str(path)!r} is a {'file' if is_dir else 'directory'}; "
+            f"give a {'directory' if is_dir else 'file'} path."
+        )
     folder = path if is_dir else path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)

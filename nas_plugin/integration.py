@@ -1,24 +1,37 @@
-"""The one place that touches Ultralytics internals.
+"""The Ultralytics adapter: the only plugin code that reaches past Ultralytics' public API.
 
-`parse_model` resolves a YAML row's module with `globals()` of `ultralytics.nn.tasks` and decides channel
-bookkeeping from two sets (`base_modules`, `repeat_modules`) it builds locally on every call. We (1) put the plugin's
-classes into that namespace, (2) re-compile `parse_model` from its own source with the plugin's classes added to
-both sets, (3) allow the classes under `ULTRALYTICS_SAFE_LOAD=1` and (4) add the supernet-training callbacks to
-Ultralytics' default callbacks, so the stock `yolo train` samples subnets. Step 2 checks the source's shape first and
-raises `IntegrationError` when an Ultralytics release changed it, rather than building wrong models.
+Other modules may use `ultralytics.YOLO` and `ultralytics.utils.LOGGER` / `TQDM` (tests/test_boundary.py checks it);
+everything that depends on an Ultralytics release is a named function or class here, grouped by what it serves:
+the patch that makes plugin YAMLs buildable (`install`), building blocks and model I/O, data and validation, ONNX
+export, and the trainer facts the supernet callbacks use. Nothing is imported from Ultralytics at module level: the
+start-up hook imports this module while `ultralytics.nn` is still importing, and every plugin module imports it.
+
+The patch: `parse_model` resolves a YAML row's module with `globals()` of `ultralytics.nn.tasks` and decides channel
+bookkeeping from two sets (`base_modules`, `repeat_modules`) it builds locally on every call. `install` (1) puts the
+plugin's classes into that namespace, (2) re-compiles `parse_model` from its own source with the plugin's classes
+added to both sets, (3) allows the classes under `ULTRALYTICS_SAFE_LOAD=1` and (4) adds the supernet-training
+callbacks to Ultralytics' default callbacks, so the stock `yolo train` samples subnets. Step 2 checks the source's
+shape first and raises `IntegrationError` when an Ultralytics release changed it, rather than building wrong models.
+`install` is called by the start-up hook, by `nas_plugin.install()` and by the loaders below, never by an import.
 """
 
 import ast
+import importlib
 import inspect
+import sys
 import textwrap
-
+from datetime import datetime
+from pathlib import Path
 
 TESTED_ULTRALYTICS = ">=8.4.190,<8.5"  # keep in sync with setup.cfg
-_SETS = ("base_modules", "repeat_modules")
+CHECKPOINT_ARGS = ("imgsz", "data", "task", "single_cls")  # the train args Ultralytics keeps when it loads a checkpoint
 
 
 class IntegrationError(RuntimeError):
     """Ultralytics' internals differ from what the plugin was built against."""
+
+
+# --- the patch ---------------------------------------------------------------------------------------------------
 
 
 def _extended_parse_model(tasks, additions):
@@ -27,7 +40,9 @@ def _extended_parse_model(tasks, additions):
     try:
         lines, first_line = inspect.getsourcelines(original)
     except (OSError, TypeError) as e:
-        raise IntegrationError(f"cannot read the source of ultralytics parse_model ({e}); tested with ultralytics{TESTED_ULTRALYTICS}.") from e
+        raise IntegrationError(
+            f"cannot read the source of ultralytics parse_model ({e}); tested with ultralytics{TESTED_ULTRALYTICS}."
+        ) from e
     tree = ast.parse(textwrap.dedent("".join(lines)))
     found = set()
     for node in ast.walk(tree):
@@ -42,7 +57,8 @@ def _extended_parse_model(tasks, additions):
             and isinstance(node.value.args[0], ast.Set)
         ):
             elts = node.value.args[0].elts
-            elts.extend(ast.copy_location(ast.Name(id=name, ctx=ast.Load()), elts[-1]) for name in additions[node.targets[0].id])
+            names = additions[node.targets[0].id]
+            elts.extend(ast.copy_location(ast.Name(id=name, ctx=ast.Load()), elts[-1]) for name in names)
             found.add(node.targets[0].id)
     if found != set(additions):
         missing = sorted(set(additions) - found)
@@ -60,28 +76,30 @@ def _extended_parse_model(tasks, additions):
 
 def install():
     """Make the plugin's YAML modules buildable, trainable and loadable by stock Ultralytics (idempotent)."""
-    import importlib
-    import sys
-
     import torch
 
-    if not hasattr(sys.modules.get(f"{__package__}.modules"), "YAML_MODULES") and f"{__package__}.modules" in sys.modules:
-        return  # modules.py is mid-import (its ultralytics import fired the start-up hook); it calls install() at its end
-    from . import elastic_ops, modules
-
-    tasks = importlib.import_module("ultralytics.nn.tasks")  # may run inside ultralytics.nn's own import (start-up hook)
-
-    if getattr(tasks.parse_model, "__nas_plugin_original__", None) is not None:
+    tasks = importlib.import_module(
+        "ultralytics.nn.tasks"
+    )  # may run inside ultralytics.nn's own import (start-up hook)
+    if is_installed():
         return
+    from . import elastic_ops, modules  # import nothing from Ultralytics at module level: safe mid-import
+
     for cls in modules.YAML_MODULES:
         setattr(tasks, cls.__name__, cls)
-    names = [cls.__name__ for cls in modules.YAML_MODULES]
-    tasks.parse_model = _extended_parse_model(tasks, {"base_modules": names, "repeat_modules": [c.__name__ for c in modules.REPEAT_MODULES]})
+    sets = {"base_modules": modules.YAML_MODULES, "repeat_modules": modules.REPEAT_MODULES}
+    tasks.parse_model = _extended_parse_model(tasks, {k: [c.__name__ for c in v] for k, v in sets.items()})
     package = sys.modules.get("ultralytics.nn")
     if hasattr(package, "parse_model"):  # the package re-exports it; when it is still importing, it will copy ours
         package.parse_model = tasks.parse_model
     torch.serialization.add_safe_globals(plugin_classes(modules, elastic_ops))
     _register_callbacks()
+
+
+def is_installed():
+    """Whether `install()` has patched the running Ultralytics."""
+    tasks = importlib.import_module("ultralytics.nn.tasks")
+    return getattr(tasks.parse_model, "__nas_plugin_original__", None) is not None
 
 
 def _register_callbacks():
@@ -93,32 +111,6 @@ def _register_callbacks():
     for event, fn in CALLBACKS.items():
         if fn not in default_callbacks[event]:
             default_callbacks[event].append(fn)
-
-
-def export_ready(model):
-    """Put a model's heads in the state Ultralytics' ONNX exporter uses (decoded boxes, static shapes); returns it."""
-    from ultralytics.nn.modules import Detect
-
-    for m in model.modules():
-        if isinstance(m, Detect):
-            m.export, m.format, m.dynamic = True, "onnx", False
-    return model
-
-
-def read_model_yaml(path):
-    """A model YAML as Ultralytics reads it (a scale letter in the file name selects the scale, as for stock models)."""
-    from ultralytics.nn.tasks import yaml_model_load
-
-    return yaml_model_load(path)
-
-
-def load_checkpoint(path):
-    """An Ultralytics checkpoint dict, loaded as `ULTRALYTICS_SAFE_LOAD=1` loads it (`weights_only`, known classes and
-    the plugin's only), so reading a run's state never executes code from the file."""
-    from ultralytics.nn.tasks import torch_safe_load
-
-    install()
-    return torch_safe_load(path, safe_only=True)[0]
 
 
 def plugin_classes(*mods):
@@ -133,12 +125,260 @@ def plugin_classes(*mods):
     ]
 
 
-def is_installed():
-    """Whether `install()` has patched the running Ultralytics."""
-    import importlib
-
-    tasks = importlib.import_module("ultralytics.nn.tasks")
-    return getattr(tasks.parse_model, "__nas_plugin_original__", None) is not None
+# --- building blocks and model I/O -------------------------------------------------------------------------------
 
 
-__all__ = ("IntegrationError", "TESTED_ULTRALYTICS", "export_ready", "install", "is_installed", "load_checkpoint", "read_model_yaml")
+def conv(c1, c2, k=1, s=1, g=1, act=True):
+    """Ultralytics' `Conv` (Conv2d, BatchNorm2d, activation): static blocks are made of it, so their state-dict keys,
+    fusing and export are those of stock layers."""
+    from ultralytics.nn.modules import Conv
+
+    return Conv(c1, c2, k, s, g=g, act=act)
+
+
+def make_divisible(x, divisor):
+    """Channel rounding as Ultralytics' parser does it (up to a multiple of `divisor`)."""
+    from ultralytics.utils.ops import make_divisible as _make_divisible
+
+    return _make_divisible(x, divisor)
+
+
+def read_model_yaml(path):
+    """A model YAML as Ultralytics reads it (a scale letter in the file name selects the scale, as for stock models)."""
+    from ultralytics.nn.tasks import yaml_model_load
+
+    return yaml_model_load(path)
+
+
+def yolo_model(source):
+    """The DetectionModel `YOLO(source)` builds (a YAML) or loads (a checkpoint), with plugin modules buildable."""
+    from ultralytics import YOLO
+
+    install()
+    return YOLO(str(source), task="detect").model
+
+
+def detection_model(cfg):
+    """A DetectionModel built from a model config dict (what `parse_model` reads), in eval mode."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    install()
+    return DetectionModel(cfg, ch=cfg.get("channels", 3), verbose=False).eval()
+
+
+def load_checkpoint(path):
+    """An Ultralytics checkpoint dict, loaded as `ULTRALYTICS_SAFE_LOAD=1` loads it (`weights_only`, known classes and
+    the plugin's only), so reading a run's state never executes code from the file."""
+    from ultralytics.nn.tasks import torch_safe_load
+
+    install()
+    return torch_safe_load(path, safe_only=True)[0]
+
+
+def save_checkpoint(model, path, train_args=None, **extra):
+    """Write `model` (float32, so inherited weights stay bit-exact) as an Ultralytics checkpoint that `YOLO(path)`,
+    `yolo val/predict/export` load; `train_args` become their defaults, `extra` are further top-level keys."""
+    import torch
+    import ultralytics
+
+    args = model.args if isinstance(model.args, dict) else vars(model.args)
+    ckpt = {
+        "date": datetime.now().astimezone().isoformat(),
+        "version": ultralytics.__version__,
+        "model": model,
+        "train_args": {k: args[k] for k in CHECKPOINT_ARGS if k in args} | {"task": "detect"} | (train_args or {}),
+        **extra,
+    }
+    torch.save(ckpt, path)
+
+
+def gflops(model, imgsz):
+    """GFLOPs of `model` at `imgsz` as Ultralytics reports them."""
+    from ultralytics.utils.torch_utils import get_flops
+
+    return get_flops(model, imgsz)
+
+
+def export_ready(model):
+    """Put a model's heads in the state Ultralytics' ONNX exporter uses (decoded boxes, static shapes); returns it."""
+    from ultralytics.nn.modules import Detect
+
+    for m in model.modules():
+        if isinstance(m, Detect):
+            m.export, m.format, m.dynamic = True, "onnx", False
+    return model
+
+
+def torch_to_onnx(module, inputs, path, opset, input_names):
+    """Export `module` at the shapes of `inputs` to ONNX the way Ultralytics' exporter does."""
+    from ultralytics.utils.export.engine import torch2onnx
+
+    torch2onnx(module, inputs, path, opset=opset, input_names=input_names, output_names=None)
+
+
+# --- data and validation -----------------------------------------------------------------------------------------
+
+
+def check_dataset(data_yaml):
+    """The data dict Ultralytics builds from a dataset YAML (absolute split paths, names, nc)."""
+    from ultralytics.data.utils import check_det_dataset
+
+    return check_det_dataset(str(data_yaml))
+
+
+def is_image(path):
+    """Whether Ultralytics reads `path` as an image (by its suffix)."""
+    from ultralytics.data.utils import IMG_FORMATS
+
+    return path.suffix[1:].lower() in IMG_FORMATS
+
+
+class LetterboxedImages:
+    """A split of a checked data dict as the validator sees it: letterboxed to `imgsz`, no augmentation."""
+
+    def __init__(self, data, split, imgsz, batch):
+        from ultralytics.cfg import get_cfg
+        from ultralytics.data.build import build_yolo_dataset
+
+        cfg = get_cfg(overrides={"imgsz": imgsz, "mode": "val", "task": "detect"})
+        self.dataset = build_yolo_dataset(cfg, data[split], batch, data, mode="val", rect=False)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def batch(self, indices):
+        """Images `indices` as one float batch (b, 3, imgsz, imgsz) in 0-1."""
+        return self.dataset.collate_fn([self.dataset[i] for i in indices])["img"].float() / 255
+
+
+def validate(model, data, imgsz, batch, device, save_dir):
+    """(mAP50, mAP50-95) of a static model on `data`'s val split by the stock validator, without plots or files."""
+    from ultralytics.models.yolo.detect import DetectionValidator
+
+    args = dict(data=str(data), imgsz=imgsz, batch=batch, device=device, plots=False, verbose=False, save_json=False)
+    stats = DetectionValidator(save_dir=save_dir, args=args)(model=model)
+    return float(stats["metrics/mAP50(B)"]), float(stats["metrics/mAP50-95(B)"])
+
+
+# --- the trainer -------------------------------------------------------------------------------------------------
+
+
+def is_main_process():
+    """False on the non-zero ranks of a DDP run (which neither validate nor write logs)."""
+    from ultralytics.utils import RANK
+
+    return RANK in {-1, 0}
+
+
+class TrainerView:
+    """The facts of an Ultralytics `DetectionTrainer` the supernet callbacks use, by name."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    @property
+    def state(self):
+        """What the plugin keeps on the trainer between callbacks (None: not a supernet run)."""
+        return getattr(self.trainer, "nas", None)
+
+    @state.setter
+    def state(self, value):
+        self.trainer.nas = value
+
+    @property
+    def model(self):
+        from ultralytics.utils.torch_utils import unwrap_model
+
+        return unwrap_model(self.trainer.model)
+
+    ema = property(lambda self: self.trainer.ema.ema, doc="The EMA model, which is validated and saved.")
+    model_source = property(lambda self: str(self.trainer.args.model), doc="The `model=` argument.")
+    seed = property(lambda self: int(self.trainer.args.seed))
+    imgsz = property(lambda self: self.trainer.args.imgsz)
+    data = property(lambda self: self.trainer.data, doc="The checked data dict.")
+    save_dir = property(lambda self: self.trainer.save_dir)
+    batch_size = property(lambda self: self.trainer.batch_size)
+    epoch = property(lambda self: self.trainer.epoch, doc="The epoch being trained, 0-based.")
+    epochs = property(lambda self: self.trainer.epochs)
+    start_epoch = property(lambda self: self.trainer.start_epoch, doc="0 unless the run resumed.")
+    accumulate = property(lambda self: self.trainer.accumulate, doc="Batches per optimizer update.")
+    batches_per_epoch = property(lambda self: len(self.trainer.train_loader))
+
+    @property
+    def weights_given(self):
+        """Whether training started from weights (a .pt model or `pretrained=path`) rather than a YAML's random init."""
+        args = self.trainer.args
+        return str(args.model).endswith(".pt") or isinstance(args.pretrained, (str, Path))
+
+    @property
+    def validates_now(self):
+        """Whether the trainer validates after this epoch (`val=True`, or the final epoch)."""
+        return bool(self.trainer.args.val) or self.epoch + 1 >= self.epochs
+
+    @property
+    def last_metrics(self):
+        """(mAP50, mAP50-95) of the trainer's last validation."""
+        m = self.trainer.metrics
+        return m.get("metrics/mAP50(B)"), m.get("metrics/mAP50-95(B)")
+
+    def validate_quietly(self):
+        """Run the trainer's validator on its EMA model now, without plots; returns (mAP50, mAP50-95)."""
+        validator = self.trainer.validator
+        plots, validator.args.plots = validator.args.plots, False
+        try:
+            m = validator(self.trainer)
+        finally:
+            validator.args.plots = plots
+        return m.get("metrics/mAP50(B)", float("nan")), m.get("metrics/mAP50-95(B)", float("nan"))
+
+
+def wrap_criterion(model, wrapper):
+    """Make `wrapper(stock criterion)` the loss `model` trains with; the wrapper is called as the criterion is."""
+    model.criterion = wrapper(getattr(model, "criterion", None) or model.init_criterion())
+
+
+def head_outputs(preds):
+    """(box distributions (b, 4 * reg_max, anchors), class logits (b, nc, anchors)) of a Detect training output."""
+    return preds["boxes"], preds["scores"]
+
+
+def detach_outputs(preds):
+    """A Detect training output with its tensors detached (a distillation target)."""
+    import torch
+
+    return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in preds.items()}
+
+
+def loss_parts(items):
+    """(box, cls, dfl) floats from the loss items the stock detection criterion returns."""
+    return tuple(float(v) for v in list(items.values())[:3])
+
+
+__all__ = (
+    "CHECKPOINT_ARGS",
+    "IntegrationError",
+    "LetterboxedImages",
+    "TESTED_ULTRALYTICS",
+    "TrainerView",
+    "check_dataset",
+    "conv",
+    "detach_outputs",
+    "detection_model",
+    "export_ready",
+    "gflops",
+    "head_outputs",
+    "install",
+    "is_image",
+    "is_installed",
+    "is_main_process",
+    "load_checkpoint",
+    "loss_parts",
+    "make_divisible",
+    "plugin_classes",
+    "read_model_yaml",
+    "save_checkpoint",
+    "torch_to_onnx",
+    "validate",
+    "wrap_criterion",
+    "yolo_model",
+)

@@ -2,18 +2,11 @@
 
 from pathlib import Path
 
-from .backends import get_backend
 from .files import atomic_path, write_json
 from .lut import predict_us
-from .lut_build import measure_subnets
 from .space import max_arch, min_arch, random_arch
 from .supernet import space_from_model
-
-
-def backend_for(lut):
-    """The backend, device, precision and threads a table was measured with."""
-    m = lut["meta"]
-    return get_backend(m["backend"], m["device"], m["precision"], m["threads"])
+from .timing import backend_for, measure_subnets
 
 
 def validate_lut(supernet, lut, samples=50, seed=0, rounds=30, out_dir=None):
@@ -22,20 +15,47 @@ def validate_lut(supernet, lut, samples=50, seed=0, rounds=30, out_dir=None):
 
     space = space_from_model(supernet)
     m = lut["meta"]
-    named = [("max", max_arch(space)), ("min", min_arch(space))] + [(f"random seed {seed + i}", random_arch(space, seed=seed + i)) for i in range(samples)]
+    named = [("max", max_arch(space)), ("min", min_arch(space))] + [
+        (f"random seed {seed + i}", random_arch(space, seed=seed + i)) for i in range(samples)
+    ]
     stats = measure_subnets(supernet, [a for _, a in named], lut, backend_for(lut), rounds, desc="validation subnets")
     rows = []
     for (name, arch), st in zip(named, stats):
         pred = predict_us(lut, space, arch)
-        rows.append({"name": name, "arch": arch, "predicted_us": pred, "measured_us": st["median_us"], "measured_iqr_us": st["iqr_us"], "error": pred / st["median_us"] - 1})
+        rows.append(
+            {
+                "name": name,
+                "arch": arch,
+                "predicted_us": pred,
+                "measured_us": st["median_us"],
+                "measured_iqr_us": st["iqr_us"],
+                "error": pred / st["median_us"] - 1,
+            }
+        )
     errors = [abs(r["error"]) for r in rows]
     report = {
-        "lut": {k: m[k] for k in ("backend", "device", "device_name", "precision", "threads", "threads_used", "batch", "imgsz", "date")},
+        "lut": {
+            k: m[k]
+            for k in (
+                "backend",
+                "device",
+                "device_name",
+                "precision",
+                "threads",
+                "threads_used",
+                "batch",
+                "imgsz",
+                "date",
+            )
+        },
         "subnets": len(rows),
         "within_10pct": sum(e <= 0.10 for e in errors) / len(rows),
         "mape": sum(errors) / len(rows),
         "spearman": float(spearmanr([r["predicted_us"] for r in rows], [r["measured_us"] for r in rows]).statistic),
-        "worst": [{k: r[k] for k in ("name", "predicted_us", "measured_us", "error")} for r in sorted(rows, key=lambda r: -abs(r["error"]))[:5]],
+        "worst": [
+            {k: r[k] for k in ("name", "predicted_us", "measured_us", "error")}
+            for r in sorted(rows, key=lambda r: -abs(r["error"]))[:5]
+        ],
         "rows": rows,
     }
     if out_dir:
@@ -66,7 +86,8 @@ def plot_validation(report, path):
     lut = report["lut"]
     ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="measured latency (ms)", ylabel="predicted latency (ms)")
     ax.set_title(
-        f"{lut['backend']} {lut['device']} {lut['precision']}, imgsz {lut['imgsz']}: {report['within_10pct']:.0%} within ±10%,\n"
+        f"{lut['backend']} {lut['device']} {lut['precision']}, imgsz {lut['imgsz']}: "
+        f"{report['within_10pct']:.0%} within ±10%,\n"
         f"MAPE {report['mape']:.1%}, Spearman {report['spearman']:.3f} ({report['subnets']} subnets)",
         fontsize=9,
     )

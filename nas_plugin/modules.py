@@ -11,11 +11,10 @@ import numbers
 
 import torch
 from torch import nn
-from ultralytics.nn.modules import Conv
-from ultralytics.utils.ops import make_divisible
 
 from .elastic_ops import ACTIVATIONS, ActSwitch, ElasticConvBN, ElasticSE, SqueezeExcite, make_act
 from .errors import NASError
+from .integration import conv, make_divisible
 
 
 def _is_int(v):
@@ -36,15 +35,29 @@ def _choices(owner, field, values, ok, allowed):
 
 
 def _kernels(owner, values):
-    return _choices(owner, "kernel", values, lambda v: _is_int(v) and v >= 1 and v % 2, "an odd integer >= 1 (e.g. 3, 5, 7)")
+    return _choices(
+        owner, "kernel", values, lambda v: _is_int(v) and v >= 1 and v % 2, "an odd integer >= 1 (e.g. 3, 5, 7)"
+    )
 
 
 def _expands(owner, values):
-    return _choices(owner, "expand", values, lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and v >= 1, "a number >= 1 (e.g. 3, 4, 6)")
+    return _choices(
+        owner,
+        "expand",
+        values,
+        lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and v >= 1,
+        "a number >= 1 (e.g. 3, 4, 6)",
+    )
 
 
 def _ratios(owner, values):
-    return _choices(owner, "expand", values, lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 < v <= 4, "a number in (0, 4] (e.g. 0.5, 1.0)")
+    return _choices(
+        owner,
+        "expand",
+        values,
+        lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 < v <= 4,
+        "a number in (0, 4] (e.g. 0.5, 1.0)",
+    )
 
 
 def _acts(owner, values):
@@ -52,7 +65,9 @@ def _acts(owner, values):
 
 
 def _depths(owner, values, n):
-    depths = _choices(owner, "depth", values, lambda v: _is_int(v) and 1 <= v <= n, f"an integer from 1 to the row's n={n}")
+    depths = _choices(
+        owner, "depth", values, lambda v: _is_int(v) and 1 <= v <= n, f"an integer from 1 to the row's n={n}"
+    )
     if depths[-1] != n:
         raise NASError(f"{owner} largest depth {depths[-1]} differs from the row's n={n}; set n to the largest depth.")
     return depths
@@ -82,8 +97,9 @@ class ElasticModule(nn.Module):
         """(n, module name, YAML args after c2) of the static module that computes the same as `unit`."""
         raise NotImplementedError
 
-    def latency_module(self, **choices):
-        """A static module for one latency-table entry (see `nas_plugin.lut.all_keys` for the choices passed)."""
+    def latency_entry(self, choices, in_shapes, out_shape):
+        """(static module, its input shapes) timed for one latency-table entry of this layer: `choices` are one of
+        `nas_plugin.lut.unit_entries`; `in_shapes` and `out_shape` are the layer's own in the supernet."""
         raise NotImplementedError
 
 
@@ -94,10 +110,10 @@ class MBConvBlock(nn.Module):
     def __init__(self, c1, c2, k=3, e=4, s=1, se=False, act="relu"):
         super().__init__()
         mid = make_divisible(c1 * e, 8)
-        self.expand = Conv(c1, mid, 1, act=make_act(act))
-        self.dw = Conv(mid, mid, k, s, g=mid, act=make_act(act))
+        self.expand = conv(c1, mid, 1, act=make_act(act))
+        self.dw = conv(mid, mid, k, s, g=mid, act=make_act(act))
         self.se = SqueezeExcite(mid) if se else nn.Identity()
-        self.project = Conv(mid, c2, 1, act=False)
+        self.project = conv(mid, c2, 1, act=False)
         self.residual = s == 1 and c1 == c2
 
     def residual_bn(self):
@@ -144,7 +160,10 @@ class MBConvStage(nn.Module):
         kernels = _per_block(name, "kernel", kernels, n, _kernels)
         expands = _per_block(name, "expand", expands, n, _expands)
         self.blocks = nn.Sequential(
-            *(MBConvBlock(c1 if i == 0 else c2, c2, k, e, s if i == 0 else 1, se, act) for i, (k, e) in enumerate(zip(kernels, expands)))
+            *(
+                MBConvBlock(c1 if i == 0 else c2, c2, k, e, s if i == 0 else 1, se, act)
+                for i, (k, e) in enumerate(zip(kernels, expands))
+            )
         )
 
     def forward(self, x):
@@ -158,7 +177,11 @@ class ElasticMBConvStage(ElasticModule):
         super().__init__()
         name = type(self).__name__
         make_act(act)
-        self.kernels, self.expands, self.depths = _kernels(name, kernels), _expands(name, expands), _depths(name, depths, n)
+        self.kernels, self.expands, self.depths = (
+            _kernels(name, kernels),
+            _expands(name, expands),
+            _depths(name, depths, n),
+        )
         self.s, self.se, self.act = s, se, act
         kmax, emax = self.kernels[-1], self.expands[-1]
         self.blocks = nn.ModuleList(
@@ -180,10 +203,13 @@ class ElasticMBConvStage(ElasticModule):
     def static_row(self, unit):
         return unit["depth"], "MBConvStage", [self.s, self.se, self.act, list(unit["kernel"]), list(unit["expand"])]
 
-    def latency_module(self, position, kernel, expand):
-        """The static block at `position` 0 (stage input, stride s) or 1 (any later block) for a latency table."""
-        c1, c2 = self.blocks[0].c1, self.blocks[0].project.conv.out_channels
-        return MBConvBlock(c1 if position == 0 else c2, c2, kernel, expand, self.s if position == 0 else 1, self.se, self.act)
+    def latency_entry(self, choices, in_shapes, out_shape):
+        """One block: at position 0 it takes the stage's input (stride s), at 1 (any later block) the stage's output."""
+        c1, c2, first = self.blocks[0].c1, self.blocks[0].project.conv.out_channels, choices["position"] == 0
+        block = MBConvBlock(
+            c1 if first else c2, c2, choices["kernel"], choices["expand"], self.s if first else 1, self.se, self.act
+        )
+        return block, in_shapes if first else [out_shape]
 
     def forward(self, x):
         a = self.active
@@ -198,8 +224,8 @@ class CSPBottleneck(nn.Module):
 
     def __init__(self, c, k=3, act="relu"):
         super().__init__()
-        self.cv1 = Conv(c, c, 1, act=make_act(act))
-        self.cv2 = Conv(c, c, k, act=make_act(act))
+        self.cv1 = conv(c, c, 1, act=make_act(act))
+        self.cv2 = conv(c, c, k, act=make_act(act))
 
     def forward(self, x):
         return self.cv2(self.cv1(x))
@@ -213,12 +239,12 @@ class MBottleneckCSP(nn.Module):
         name = type(self).__name__
         _kernels(name, k), _acts(name, act)
         c_ = c2 // 2
-        self.cv1 = Conv(c1, c_, 1, act=make_act(act))
+        self.cv1 = conv(c1, c_, 1, act=make_act(act))
         self.m = nn.Sequential(*(CSPBottleneck(c_, k, act) for _ in range(n)))
         self.cv2 = nn.Conv2d(c_, c_, 1, bias=False)
         self.bn = nn.BatchNorm2d(2 * c_)
         self.act = make_act(act)
-        self.cv3 = Conv(2 * c_, c2, 1, act=make_act(act))
+        self.cv3 = conv(2 * c_, c2, 1, act=make_act(act))
 
     def forward(self, x):
         x1 = self.cv1(x)
@@ -230,7 +256,7 @@ class ElasticCSPBottleneck(nn.Module):
 
     def __init__(self, c, k, acts):
         super().__init__()
-        self.cv1 = Conv(c, c, 1, act=ActSwitch(acts))
+        self.cv1 = conv(c, c, 1, act=ActSwitch(acts))
         self.cv2 = ElasticConvBN(c, c, k)
         self.act = ActSwitch(acts)
 
@@ -246,12 +272,12 @@ class ElasticMBottleneckCSP(ElasticModule):
         name = type(self).__name__
         self.kernels, self.acts, self.depths = _kernels(name, kernels), _acts(name, acts), _depths(name, depths, n)
         c_ = c2 // 2
-        self.cv1 = Conv(c1, c_, 1, act=ActSwitch(self.acts))
+        self.cv1 = conv(c1, c_, 1, act=ActSwitch(self.acts))
         self.m = nn.ModuleList(ElasticCSPBottleneck(c_, self.kernels[-1], self.acts) for _ in range(n))
         self.cv2 = nn.Conv2d(c_, c_, 1, bias=False)
         self.bn = nn.BatchNorm2d(2 * c_)
         self.act = ActSwitch(self.acts)
-        self.cv3 = Conv(2 * c_, c2, 1, act=ActSwitch(self.acts))
+        self.cv3 = conv(2 * c_, c2, 1, act=ActSwitch(self.acts))
         self.set_active({"depth": n, "kernel": self.kernels[-1], "act": self.acts[-1]})
 
     def space_entry(self):
@@ -271,9 +297,12 @@ class ElasticMBottleneckCSP(ElasticModule):
     def static_row(self, unit):
         return unit["depth"], "MBottleneckCSP", [unit["kernel"], unit["act"]]
 
-    def latency_module(self, depth, kernel, act):
-        """The static block for one depth x kernel x activation choice, for a latency table."""
-        return MBottleneckCSP(self.cv1.conv.in_channels, self.cv3.conv.out_channels, depth, kernel, act)
+    def latency_entry(self, choices, in_shapes, out_shape):
+        """The whole block for one depth x kernel x activation choice."""
+        c = choices
+        return MBottleneckCSP(
+            self.cv1.conv.in_channels, self.cv3.conv.out_channels, c["depth"], c["kernel"], c["act"]
+        ), in_shapes
 
     def forward(self, x):
         x1 = y = self.cv1(x)
@@ -284,12 +313,13 @@ class ElasticMBottleneckCSP(ElasticModule):
 
 # ------------------------------------------------------------------------------------ C2f (YOLOv8's CSP block)
 class C2fBottleneck(nn.Module):
-    """k x k conv to int(c * e) channels -> k x k conv back to c, optional shortcut (Ultralytics `Bottleneck`'s keys)."""
+    """k x k conv to int(c * e) channels -> k x k conv back to c, optional shortcut (Ultralytics `Bottleneck`'s
+    keys)."""
 
     def __init__(self, c, k=3, e=1.0, shortcut=True, act="silu"):
         super().__init__()
-        self.cv1 = Conv(c, int(c * e), k, act=make_act(act))
-        self.cv2 = Conv(int(c * e), c, k, act=make_act(act))
+        self.cv1 = conv(c, int(c * e), k, act=make_act(act))
+        self.cv2 = conv(int(c * e), c, k, act=make_act(act))
         self.add = shortcut
 
     def residual_bn(self):
@@ -309,8 +339,8 @@ class MC2f(nn.Module):
         name = type(self).__name__
         _kernels(name, k), _ratios(name, e), _acts(name, act)
         self.c = int(c2 * 0.5)  # C2f's hidden width
-        self.cv1 = Conv(c1, 2 * self.c, 1, act=make_act(act))
-        self.cv2 = Conv((2 + n) * self.c, c2, 1, act=make_act(act))
+        self.cv1 = conv(c1, 2 * self.c, 1, act=make_act(act))
+        self.cv2 = conv((2 + n) * self.c, c2, 1, act=make_act(act))
         self.m = nn.ModuleList(C2fBottleneck(self.c, k, e, shortcut, act) for _ in range(n))
 
     def forward(self, x):
@@ -345,14 +375,18 @@ class ElasticC2f(ElasticModule):
     channels of cv2: a shallower subnet is a leading slice, like every other elastic choice here.
     """
 
-    def __init__(self, c1, c2, n=2, shortcut=False, kernels=(3, 5), expands=(0.5, 1.0), acts=("relu", "silu"), depths=(1, 2)):
+    def __init__(
+        self, c1, c2, n=2, shortcut=False, kernels=(3, 5), expands=(0.5, 1.0), acts=("relu", "silu"), depths=(1, 2)
+    ):
         super().__init__()
         name = type(self).__name__
         self.kernels, self.expands = _kernels(name, kernels), _ratios(name, expands)
         self.acts, self.depths = _acts(name, acts), _depths(name, depths, n)
         self.shortcut, self.c = bool(shortcut), int(c2 * 0.5)
-        self.cv1 = Conv(c1, 2 * self.c, 1, act=ActSwitch(self.acts))
-        self.m = nn.ModuleList(ElasticC2fBottleneck(self.c, self.kernels[-1], self.expands[-1], self.shortcut, self.acts) for _ in range(n))
+        self.cv1 = conv(c1, 2 * self.c, 1, act=ActSwitch(self.acts))
+        self.m = nn.ModuleList(
+            ElasticC2fBottleneck(self.c, self.kernels[-1], self.expands[-1], self.shortcut, self.acts) for _ in range(n)
+        )
         self.cv2 = ElasticConvBN((2 + n) * self.c, c2, 1)
         self.act = ActSwitch(self.acts)
         self.set_active({"depth": n, "kernel": self.kernels[-1], "expand": self.expands[-1], "act": self.acts[-1]})
@@ -372,13 +406,18 @@ class ElasticC2f(ElasticModule):
                 m.name = unit["act"]
 
     def static_row(self, unit):
-        if (unit["kernel"], unit["expand"], unit["act"]) == (3, 1.0, "silu"):  # YOLOv8's own block: deployable without the plugin
+        if (unit["kernel"], unit["expand"], unit["act"]) == (
+            3,
+            1.0,
+            "silu",
+        ):  # YOLOv8's own block: deployable without the plugin
             return unit["depth"], "C2f", [self.shortcut]
         return unit["depth"], "MC2f", [self.shortcut, unit["kernel"], unit["expand"], unit["act"]]
 
-    def latency_module(self, depth, kernel, expand, act):
-        """The static block for one depth x kernel x expand x activation choice, for a latency table."""
-        return MC2f(self.cv1.conv.in_channels, self.cv2.conv.out_channels, depth, self.shortcut, kernel, expand, act)
+    def latency_entry(self, choices, in_shapes, out_shape):
+        """The whole block for one depth x kernel x expand x activation choice."""
+        c1, c2, c = self.cv1.conv.in_channels, self.cv2.conv.out_channels, choices
+        return MC2f(c1, c2, c["depth"], self.shortcut, c["kernel"], c["expand"], c["act"]), in_shapes
 
     def forward(self, x):
         a = self.active
@@ -387,10 +426,12 @@ class ElasticC2f(ElasticModule):
         return self.act(self.cv2(torch.cat(y, 1), self.cv2.conv.out_channels))
 
 
-YAML_MODULES = (ElasticMBConvStage, MBConvStage, ElasticMBottleneckCSP, MBottleneckCSP, ElasticC2f, MC2f)  # names usable in YAML rows
+YAML_MODULES = (
+    ElasticMBConvStage,
+    MBConvStage,
+    ElasticMBottleneckCSP,
+    MBottleneckCSP,
+    ElasticC2f,
+    MC2f,
+)  # names usable in YAML rows
 REPEAT_MODULES = YAML_MODULES  # all take (c1, c2, n, ...): parse_model inserts n
-
-# Importing ultralytics above fires the start-up hook while this module is still half-built, so the hook defers to us.
-from .integration import install  # noqa: E402
-
-install()

@@ -23,7 +23,14 @@ from .space import arch_key, bounds, decode, encode, max_arch, min_arch
 
 COLUMNS = ("generation", "arch", "map50_95", "map50", "latency_ms", "params", "gflops", "feasible")
 OBJECTIVES = ("map50_95", "map50")
-CALIB_BATCHES = 4  # BN recalibration on 64 train images: Kendall tau 0.91 against 1024 images, 32 gave 0.78 (bench_bn_calibration)
+CALIB_BATCHES = (
+    4  # BN recalibration on 64 train images: Kendall tau 0.91 against 1024 images, 32 gave 0.78 (bench_bn_calibration)
+)
+LATENCY_MODES = ("lut", "measure")  # predicted by the table, or whole subnets timed
+POPULATION, GENERATIONS = 50, 20
+VAL_IMAGES = 500  # subnets are ranked on this many seeded val images; the front is re-scored on all
+SBX_PROB, SBX_ETA, PM_ETA = 0.9, 15, 20  # pymoo's NSGA-II defaults for real variables, here rounded to choice indices
+HV_REF_MARGIN = 1.1  # without a latency budget the hypervolume's reference latency is 1.1x the slowest seen
 
 
 def _feasible(row, budgets):
@@ -74,7 +81,8 @@ class History:
                         row = {k: _parse(k, r[k]) for k in COLUMNS}
                     except (KeyError, TypeError, ValueError) as e:  # json.JSONDecodeError is a ValueError
                         raise NASError(
-                            f"{self.path} is corrupt at line {line} ({type(e).__name__}: {e}); it cannot be resumed: move it away "
+                            f"{self.path} is corrupt at line {line} ({type(e).__name__}: {e}); "
+                            "it cannot be resumed: move it away "
                             f"(the search starts again) or resume from a backup."
                         ) from None
                     self.rows[arch_key(row["arch"])] = row
@@ -104,8 +112,20 @@ def arch_duplicates(space):
     return ElementwiseDuplicateElimination(cmp_func=lambda a, b: key(a) == key(b))
 
 
-def run_search(space, evaluate, latency, out, population=50, generations=20, seed=0, objective="map50_95",
-               budgets=None, resume=False, log=print, progress=None):  # fmt: skip
+def run_search(
+    space,
+    evaluate,
+    latency,
+    out,
+    population=POPULATION,
+    generations=GENERATIONS,
+    seed=0,
+    objective="map50_95",
+    budgets=None,
+    resume=False,
+    log=print,
+    progress=None,
+):
     """Run NSGA-II; returns (all rows, front rows). Writes history.csv and pareto.* in `out` every generation."""
     from pymoo.algorithms.moo.nsga2 import NSGA2
     from pymoo.core.evaluator import Evaluator
@@ -127,8 +147,8 @@ def run_search(space, evaluate, latency, out, population=50, generations=20, see
     algorithm = NSGA2(
         pop_size=population,
         sampling=IntegerRandomSampling(),
-        crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
-        mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
+        crossover=SBX(prob=SBX_PROB, eta=SBX_ETA, vtype=float, repair=RoundingRepair()),
+        mutation=PM(eta=PM_ETA, vtype=float, repair=RoundingRepair()),
         eliminate_duplicates=arch_duplicates(space),
     )
     algorithm.setup(problem, termination=("n_gen", generations), seed=seed, verbose=False)
@@ -143,7 +163,15 @@ def run_search(space, evaluate, latency, out, population=50, generations=20, see
         if new:
             scores, lat = evaluate(new), latency(new)
             for a, s, ms in zip(new, scores, lat):
-                row = {"generation": gen, "arch": a, "map50_95": s["map50_95"], "map50": s["map50"], "latency_ms": ms, "params": s["params"], "gflops": s["gflops"]}
+                row = {
+                    "generation": gen,
+                    "arch": a,
+                    "map50_95": s["map50_95"],
+                    "map50": s["map50"],
+                    "latency_ms": ms,
+                    "params": s["params"],
+                    "gflops": s["gflops"],
+                }
                 history.rows[arch_key(a)] = {**row, "feasible": _feasible(row, budgets)}
         rows = [history.rows[arch_key(a)] for a in archs]
         F = np.array([[-r[objective], r["latency_ms"]] for r in rows])
@@ -152,7 +180,7 @@ def run_search(space, evaluate, latency, out, population=50, generations=20, see
         algorithm.tell(infills=pop)
         all_rows = list(history.rows.values())
         front = non_dominated([r for r in all_rows if r["feasible"]], objective)
-        ref_latency = ref_latency or 1.1 * max(r["latency_ms"] for r in all_rows)
+        ref_latency = ref_latency or HV_REF_MARGIN * max(r["latency_ms"] for r in all_rows)
         write_outputs(out, history, front, objective, budgets, {"max": max_arch(space), "min": min_arch(space)})
         best = max((r[objective] for r in front), default=float("nan"))
         log(
@@ -181,13 +209,24 @@ def plot_front(rows, front, objective, budgets, marks, path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
-    ax.scatter([r["latency_ms"] for r in rows], [r[objective] for r in rows], s=10, color="0.6", label="evaluated subnets")
-    ax.plot([r["latency_ms"] for r in front], [r[objective] for r in front], "o-", color="tab:red", ms=4, label="Pareto front")
+    ax.scatter(
+        [r["latency_ms"] for r in rows], [r[objective] for r in rows], s=10, color="0.6", label="evaluated subnets"
+    )
+    ax.plot(
+        [r["latency_ms"] for r in front],
+        [r[objective] for r in front],
+        "o-",
+        color="tab:red",
+        ms=4,
+        label="Pareto front",
+    )
     by_key = {arch_key(r["arch"]): r for r in rows}
     for name, arch in marks.items():
         r = by_key.get(arch_key(arch))
         if r:
-            ax.annotate(f"{name} subnet", (r["latency_ms"], r[objective]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.annotate(
+                f"{name} subnet", (r["latency_ms"], r[objective]), textcoords="offset points", xytext=(4, 4), fontsize=8
+            )
     if budgets.get("latency_ms"):
         ax.axvline(budgets["latency_ms"], color="tab:blue", ls="--", lw=1, label=f"budget {budgets['latency_ms']:g} ms")
     ax.set(xlabel="latency (ms)", ylabel={"map50_95": "mAP50-95", "map50": "mAP50"}[objective])

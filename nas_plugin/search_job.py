@@ -7,9 +7,20 @@ from pathlib import Path
 from .errors import NASError
 from .evaluation import AccuracyEvaluator
 from .extract import write_subnet
-from .files import write_json
+from .files import check_writable, write_json
 from .lut import load_lut, predict_us
-from .search import History, non_dominated, run_search, write_outputs
+from .search import (
+    CALIB_BATCHES,
+    GENERATIONS,
+    LATENCY_MODES,
+    OBJECTIVES,
+    POPULATION,
+    VAL_IMAGES,
+    History,
+    non_dominated,
+    run_search,
+    write_outputs,
+)
 from .space import arch_key, max_arch, min_arch
 from .supernet import fingerprint, load_supernet, space_from_model
 
@@ -18,11 +29,12 @@ def latency_model(kind, supernet, space, lut):
     """`archs -> [ms]` from the table's prediction, or by timing whole subnets on the table's backend."""
     if kind == "lut":
         return lambda archs: [predict_us(lut, space, a) / 1000 for a in archs]
-    from .lut_build import measure_subnets
-    from .lut_report import backend_for
+    from .timing import backend_for, measure_subnets
 
     backend = backend_for(lut)
-    return lambda archs: [s["median_us"] / 1000 for s in measure_subnets(supernet, archs, lut, backend, desc="generation")]
+    return lambda archs: [
+        s["median_us"] / 1000 for s in measure_subnets(supernet, archs, lut, backend, desc="generation")
+    ]
 
 
 def _check_device(device):
@@ -34,8 +46,21 @@ def _check_device(device):
         raise NASError(f"--device {device} asks for CUDA, but torch sees no CUDA device here; use --device cpu.")
 
 
-RESUME_FIXED = ("weights", "data", "lut", "latency_budget", "params_budget", "gflops_budget", "population", "seed", "objective",
-                "calib_batches", "val_images", "latency", "device")  # fmt: skip  # change what a resumed search's rows mean
+RESUME_FIXED = (
+    "weights",
+    "data",
+    "lut",
+    "latency_budget",
+    "params_budget",
+    "gflops_budget",
+    "population",
+    "seed",
+    "objective",
+    "calib_batches",
+    "val_images",
+    "latency",
+    "device",
+)  # change what a resumed search's rows mean
 
 
 def _check_same_settings(old, new, out):
@@ -43,37 +68,122 @@ def _check_same_settings(old, new, out):
     for key in RESUME_FIXED:
         if old.get(key) != new.get(key):
             raise NASError(
-                f"cannot resume the search in {out} with --{key.replace('_', '-')} {new.get(key)!r}: it ran with {old.get(key)!r}, "
-                f"which its evaluated subnets depend on; resume with the same value, or start a new search with another --out."
+                f"cannot resume the search in {out} with --{key.replace('_', '-')} {new.get(key)!r}: "
+                f"it ran with {old.get(key)!r}, "
+                "which its evaluated subnets depend on; "
+                "resume with the same value, or start a new search with another --out."
             )
 
 
-def run_job(args, out):
+def check_settings(s):
+    """Refuse a bad setting before any work, naming the option, the value and what is allowed."""
+    checks = [
+        (
+            s["latency_budget"] is None or s["latency_budget"] > 0,
+            f"--latency-budget must be > 0 ms, got {s['latency_budget']}.",
+        ),
+        (
+            s["params_budget"] is None or s["params_budget"] > 0,
+            f"--params-budget must be > 0 (millions), got {s['params_budget']}.",
+        ),
+        (
+            s["gflops_budget"] is None or s["gflops_budget"] > 0,
+            f"--gflops-budget must be > 0, got {s['gflops_budget']}.",
+        ),
+        (s["population"] >= 4, f"--population must be >= 4, got {s['population']}."),
+        (s["generations"] >= 1, f"--generations must be >= 1, got {s['generations']}."),
+        (
+            s["objective"] in OBJECTIVES,
+            f"--objective {s['objective']!r} is not allowed; choose from {list(OBJECTIVES)}.",
+        ),
+        (
+            s["latency"] in LATENCY_MODES,
+            f"--latency {s['latency']!r} is not allowed; choose from {list(LATENCY_MODES)}.",
+        ),
+        (s["calib_batches"] >= 1, f"--calib-batches must be >= 1, got {s['calib_batches']}."),
+        (s["val_images"] is None or s["val_images"] >= 1, f"--val-images must be >= 1, got {s['val_images']}."),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise NASError(message)
+    out = Path(s["out"])
+    check_writable(out, "--out")
+    if (out / "history.csv").exists() and not s["resume"]:
+        raise NASError(
+            f"{out} already holds a search (history.csv); pass --resume to continue it, or choose another --out."
+        )
+    _check_device(s["device"])
+
+
+def run_search_job(
+    weights,
+    data,
+    lut,
+    out,
+    *,
+    latency_budget=None,
+    params_budget=None,
+    gflops_budget=None,
+    population=POPULATION,
+    generations=GENERATIONS,
+    seed=0,
+    objective="map50_95",
+    calib_batches=CALIB_BATCHES,
+    val_images=VAL_IMAGES,
+    latency="lut",
+    device="cpu",
+    resume=False,
+):
+    """Search supernet `weights` (a checkpoint, or a YAML untrained) on `data` with latency table `lut`; writes `out`.
+
+    Budgets: `latency_budget` in ms (in the table's units), `params_budget` in millions, `gflops_budget`. Accuracy is
+    `objective` after BN recalibration on `calib_batches` x 16 train images, ranked on `val_images` seeded val images
+    (None: all) and the front re-scored on all; latency is the table's prediction (`latency="lut"`) or whole subnets
+    timed (`"measure"`). `resume` continues a search in `out` with the same settings. Returns (front rows, best row).
+    """
+    settings = dict(locals())  # every argument: checked, and kept in search_args.json for --resume
     from ultralytics.utils import LOGGER, TQDM
 
-    supernet = load_supernet(args.weights)
+    check_settings(settings)
+    out = Path(out)
+    supernet = load_supernet(weights)
     space = space_from_model(supernet)
-    lut = load_lut(args.lut, fingerprint(supernet))
-    imgsz = lut["meta"]["imgsz"]
-    _check_device(args.device)
-    smallest = predict_us(lut, space, min_arch(space)) / 1000
-    if args.latency_budget is not None and args.latency_budget < smallest:
-        raise NASError(f"--latency-budget {args.latency_budget} ms is below the smallest subnet's predicted latency {smallest:.3f} ms; no subnet of this supernet can meet it.")
-    evaluator = AccuracyEvaluator(supernet, args.data, imgsz, out, args.calib_batches, args.val_images, args.seed, args.device)
-    budgets = {"latency_ms": args.latency_budget, "params": args.params_budget and args.params_budget * 1e6, "gflops": args.gflops_budget}
+    table = load_lut(lut, fingerprint(supernet))
+    imgsz = table["meta"]["imgsz"]
+    smallest = predict_us(table, space, min_arch(space)) / 1000
+    if latency_budget is not None and latency_budget < smallest:
+        raise NASError(
+            f"--latency-budget {latency_budget} ms is below the smallest subnet's predicted latency {smallest:.3f} ms; "
+            "no subnet of this supernet can meet it."
+        )
+    evaluator = AccuracyEvaluator(supernet, data, imgsz, out, calib_batches, val_images, seed, device)
+    budgets = {"latency_ms": latency_budget, "params": params_budget and params_budget * 1e6, "gflops": gflops_budget}
     budgets = {k: v for k, v in budgets.items() if v is not None}
-    paths = {k: str(Path(getattr(args, k)).resolve()) for k in ("weights", "data", "lut")}  # the same files from any cwd
-    settings = json.loads(json.dumps({**vars(args), **paths, "imgsz": imgsz, "lut_meta": lut["meta"]}, default=str))
-    if args.resume and (out / "search_args.json").exists():
+    paths = {k: str(Path(settings[k]).resolve()) for k in ("weights", "data", "lut")}  # the same files from any cwd
+    settings = json.loads(json.dumps({**settings, **paths, "imgsz": imgsz, "lut_meta": table["meta"]}, default=str))
+    if resume and (out / "search_args.json").exists():
         _check_same_settings(json.loads((out / "search_args.json").read_text()), settings, out)
     else:
         write_json(out / "search_args.json", settings)
-    LOGGER.info(f"search: NSGA-II, population {args.population}, {args.generations} generations, imgsz {imgsz}, budgets {budgets or 'none'}")
-    with TQDM(total=args.generations, desc="generations") as bar:
+    LOGGER.info(
+        f"search: NSGA-II, population {population}, {generations} generations, "
+        f"imgsz {imgsz}, budgets {budgets or 'none'}"
+    )
+    with TQDM(total=generations, desc="generations") as bar:
         rows, front = run_search(
-            space, evaluator, latency_model(args.latency, supernet, space, lut), out, args.population, args.generations,
-            args.seed, args.objective, budgets, args.resume, log=LOGGER.info, progress=bar,
-        )  # fmt: skip
+            space,
+            evaluator,
+            latency_model(latency, supernet, space, table),
+            out,
+            population,
+            generations,
+            seed,
+            objective,
+            budgets,
+            resume,
+            log=LOGGER.info,
+            progress=bar,
+        )
     if not front:
         fastest = min(rows, key=lambda r: r["latency_ms"])
         raise NASError(
@@ -85,21 +195,30 @@ def run_job(args, out):
     for r in TQDM(front, desc="preparing the front"):
         models[arch_key(r["arch"])] = model = evaluator.static(r["arch"])
         if evaluator.on_subset:  # ranked on a subset: the front's reported accuracy is on the whole val split
-            r["map50"], r["map50_95"] = evaluator.validate(model, args.data)
+            r["map50"], r["map50_95"] = evaluator.validate(model, data)
     if evaluator.on_subset:
-        front = non_dominated(front, args.objective)
+        front = non_dominated(front, objective)
         history = History(out / "history.csv").load()
-        write_outputs(out, history, front, args.objective, budgets, {"max": max_arch(space), "min": min_arch(space)})
+        write_outputs(out, history, front, objective, budgets, {"max": max_arch(space), "min": min_arch(space)})
     shutil.rmtree(out / "front", ignore_errors=True)
     shutil.rmtree(out / "best", ignore_errors=True)
-    train_args = {"imgsz": imgsz, "data": str(args.data)}
+    train_args = {"imgsz": imgsz, "data": str(data)}
     for i, r in enumerate(front):
-        write_subnet(models[arch_key(r["arch"])], r["arch"], space, out / "front" / str(i), args.weights, evaluator.calib_images, train_args, exist_ok=True)
-    best = max(front, key=lambda r: r[args.objective])
+        write_subnet(
+            models[arch_key(r["arch"])],
+            r["arch"],
+            space,
+            out / "front" / str(i),
+            weights,
+            evaluator.calib_images,
+            train_args,
+            exist_ok=True,
+        )
+    best = max(front, key=lambda r: r[objective])
     i_best = front.index(best)
     shutil.copytree(out / "front" / str(i_best), out / "best")
     LOGGER.info(
         f"search done: {len(rows)} subnets evaluated, front of {len(front)} in {out / 'front'}; best within budgets: "
-        f"front/{i_best} ({args.objective} {best[args.objective]:.4f}, {best['latency_ms']:.2f} ms) copied to {out / 'best'}"
+        f"front/{i_best} ({objective} {best[objective]:.4f}, {best['latency_ms']:.2f} ms) copied to {out / 'best'}"
     )
     return front, best

@@ -56,7 +56,9 @@ def validate_arch(space, arch):
         given = arch.get(section, [])
         if not isinstance(given, list) or len(given) != len(expected):
             n = len(given) if isinstance(given, list) else type(given).__name__
-            raise NASError(f"arch[{section!r}] has {n} units but the supernet has {len(expected)} elastic {section} units.")
+            raise NASError(
+                f"arch[{section!r}] has {n} units but the supernet has {len(expected)} elastic {section} units."
+            )
         out[section] = []
         for i, (unit, a) in enumerate(zip(expected, given)):
             where = f"arch[{section!r}][{i}]"
@@ -73,7 +75,9 @@ def validate_arch(space, arch):
             for key, choices in unit["per_block"].items():
                 values = a[key]
                 if not isinstance(values, list) or len(values) != depth:
-                    raise NASError(f"{where}[{key!r}] = {values!r} must be a list of {depth} values (one per active block).")
+                    raise NASError(
+                        f"{where}[{key!r}] = {values!r} must be a list of {depth} values (one per active block)."
+                    )
                 canon[key] = [_pick(choices, v, f"{where}[{key!r}][{j}]") for j, v in enumerate(values)]
             out[section].append(canon)
     return out
@@ -203,5 +207,7 @@ def load_arch(spec, space, seed=None, named=None):
     except json.JSONDecodeError as e:
         raise NASError(f"arch file {spec!r} is not valid JSON ({e.msg} at line {e.lineno}).") from None
     except UnicodeDecodeError:
-        raise NASError(f"arch file {spec!r} is not UTF-8 text; an arch file is JSON (e.g. a search's best/arch.json).") from None
+        raise NASError(
+            f"arch file {spec!r} is not UTF-8 text; an arch file is JSON (e.g. a search's best/arch.json)."
+        ) from None
     return validate_arch(space, data)

@@ -6,11 +6,13 @@ from pathlib import Path
 from torch import nn
 
 from .errors import NASError
+from .integration import yolo_model
 from .modules import YAML_MODULES, ElasticModule
-from .space import SECTIONS, arch_key, validate_arch
+from .space import SECTIONS, arch_key, units, validate_arch
 
 _NOT_A_SUPERNET = (
-    f"{{}} has no elastic layers ({', '.join(c.__name__ for c in YAML_MODULES if issubclass(c, ElasticModule))}); pass a "
+    f"{{}} has no elastic layers "
+    f"({', '.join(c.__name__ for c in YAML_MODULES if issubclass(c, ElasticModule))}); pass a "
     "supernet YAML or a checkpoint trained from one."
 )
 
@@ -36,7 +38,13 @@ def fingerprint(model):
     """Short hash of everything that changes a timing: the space and every layer's type, inputs, weight shapes and
     strides (so another scale or class count differs); latency tables built for one supernet refuse another."""
     layers = [
-        [m.i, m.type, m.f, {k: list(v.shape) for k, v in m.state_dict().items()}, [list(c.stride) for c in m.modules() if isinstance(c, nn.Conv2d)]]
+        [
+            m.i,
+            m.type,
+            m.f,
+            {k: list(v.shape) for k, v in m.state_dict().items()},
+            [list(c.stride) for c in m.modules() if isinstance(c, nn.Conv2d)],
+        ]
         for m in model.model
     ]
     return hashlib.sha256(arch_key({"space": space_from_model(model), "layers": layers}).encode()).hexdigest()[:16]
@@ -50,13 +58,17 @@ def named_archs(model):
     return {**named, **{f"{name}{scale}": arch for name, arch in named.items() if scale}}
 
 
+def layer_units(model, arch):
+    """[(elastic layer, its unit)] pairing the elastic layers of `model` with the units of an arch (or of the space:
+    the same shape) in gene order; every consumer of an arch pairs layers and units through this."""
+    return [(m, unit) for (_, _, m), (_, _, unit) in zip(elastic_layers(model), units(arch))]
+
+
 def set_arch(model, arch):
     """Activate `arch` in every elastic layer of `model`; returns the canonical arch."""
     arch = validate_arch(space_from_model(model), arch)
-    counters = dict.fromkeys(SECTIONS, 0)
-    for section, _, m in elastic_layers(model):
-        m.set_active(arch[section][counters[section]])
-        counters[section] += 1
+    for m, unit in layer_units(model, arch):
+        m.set_active(unit)
     return arch
 
 
@@ -70,24 +82,21 @@ def active_arch(model):
 
 def load_model(source):
     """A DetectionModel from a model YAML (random init) or an Ultralytics checkpoint; raises NASError if missing."""
-    from ultralytics import YOLO
-
-    from .integration import install
-
-    install()  # tools work even with the start-up hook disabled
     path = Path(str(source))
     if path.suffix not in (".yaml", ".yml", ".pt"):
         raise NASError(f"model {str(source)!r} must be a .yaml model file or a .pt checkpoint.")
     if path.suffix == ".pt" and not path.is_file():  # Ultralytics would try to download an unknown .pt name
         raise NASError(f"weights file {str(source)!r} does not exist.")
     try:
-        model = YOLO(str(source), task="detect").model
+        model = yolo_model(source)
     except FileNotFoundError:
         raise NASError(f"model YAML {str(source)!r} does not exist.") from None
     except TypeError as e:  # Ultralytics' one error for an empty, truncated or foreign .pt
         if path.suffix != ".pt":
             raise
-        raise NASError(f"weights file {str(source)!r} is not a loadable checkpoint (empty, truncated or not an Ultralytics model).") from e
+        raise NASError(
+            f"weights file {str(source)!r} is not a loadable checkpoint (empty, truncated or not an Ultralytics model)."
+        ) from e
     return model.float().eval()
 
 

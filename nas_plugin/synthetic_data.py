@@ -9,18 +9,16 @@ clearly non-zero accuracy within a few epochs (the demo); `hard` is cluttered an
 from __future__ import annotations
 
 import json
-import logging
 import math
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
 
 from .errors import NASError
-
-LOGGER = logging.getLogger(__name__)
+from .files import write_text
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
 
@@ -29,13 +27,40 @@ SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
 # distance between an object and what is under it; backgrounds: kinds drawn from (gradient, noise, stripes,
 # checkers); texture: how far a background's two colours lie apart (1 = as far as random colours do).
 PRESETS = {
-    "easy": dict(size=(0.2, 0.6), objects=(1, 4), distractors=(0, 0), lines_over=(0, 0), noise=(1, 4), blur=0.1,
-                 contrast=120, backgrounds=("gradient", "noise"), texture=0.4),
-    "standard": dict(size=(0.12, 0.55), objects=(1, 6), distractors=(0, 2), lines_over=(0, 1), noise=(2, 8), blur=0.2,
-                     contrast=90, backgrounds=("gradient", "noise", "stripes", "checkers"), texture=0.6),
-    "hard": dict(size=(0.06, 0.60), objects=(1, 8), distractors=(2, 6), lines_over=(0, 3), noise=(2, 14), blur=0.3,
-                 contrast=60, backgrounds=("gradient", "noise", "stripes", "checkers"), texture=1.0),
-}  # fmt: skip
+    "easy": dict(
+        size=(0.2, 0.6),
+        objects=(1, 4),
+        distractors=(0, 0),
+        lines_over=(0, 0),
+        noise=(1, 4),
+        blur=0.1,
+        contrast=120,
+        backgrounds=("gradient", "noise"),
+        texture=0.4,
+    ),
+    "standard": dict(
+        size=(0.12, 0.55),
+        objects=(1, 6),
+        distractors=(0, 2),
+        lines_over=(0, 1),
+        noise=(2, 8),
+        blur=0.2,
+        contrast=90,
+        backgrounds=("gradient", "noise", "stripes", "checkers"),
+        texture=0.6,
+    ),
+    "hard": dict(
+        size=(0.06, 0.60),
+        objects=(1, 8),
+        distractors=(2, 6),
+        lines_over=(0, 3),
+        noise=(2, 14),
+        blur=0.3,
+        contrast=60,
+        backgrounds=("gradient", "noise", "stripes", "checkers"),
+        texture=1.0,
+    ),
+}
 _MAX_OVERLAP = 0.25  # intersection over the smaller box: keeps occluded objects recognisable
 _SPLITS = ("train", "val")
 
@@ -71,10 +96,12 @@ def make_dataset(
 
     out = Path(out).expanduser().resolve()
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"Output path {out} exists and is not a directory.")
+        raise NASError(f"output path {str(out)!r} exists and is not a directory; choose another --out.")
     if out.is_dir() and any(out.iterdir()):
         if not exist_ok:
-            raise FileExistsError(f"Output directory {out} is not empty; pass exist_ok=True to overwrite it.")
+            raise NASError(
+                f"output directory {str(out)!r} is not empty; pass --exist-ok (exist_ok=True) to overwrite it."
+            )
         # Remove the yaml first so a crash below cannot leave it pointing at a mixed set, and the
         # old splits (and Ultralytics' label caches) so no stale image survives a smaller rerun.
         (out / "data.yaml").unlink(missing_ok=True)
@@ -95,7 +122,7 @@ def make_dataset(
             quality = int(rng.integers(75, 96))
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
             if not ok:
-                raise RuntimeError(f"OpenCV failed to encode image {stem}.jpg.")
+                raise NASError(f"OpenCV failed to encode image {stem}.jpg.")
             (img_dir / f"{stem}.jpg").write_bytes(buf.tobytes())
             lines = [f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}" for c, x, y, w, h in labels]
             (lbl_dir / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
@@ -109,10 +136,7 @@ def make_dataset(
         "names:",
         *(f"  {i}: {n}" for i, n in enumerate(names)),
     ]
-    tmp = out / "data.yaml.tmp"
-    tmp.write_text("\n".join(yaml_lines) + "\n")
-    tmp.replace(out / "data.yaml")
-    LOGGER.info("Wrote synthetic dataset (%d train, %d val, %dpx) to %s", train, val, imgsz, out)
+    write_text(out / "data.yaml", "\n".join(yaml_lines) + "\n")
     return out / "data.yaml"
 
 
@@ -254,8 +278,9 @@ def _polygon(rng, kind: str, cx: float, cy: float, size: float) -> list[np.ndarr
         pts = np.stack([rad * np.cos(ang), rad * np.sin(ang)], 1)
     elif kind == "cross":
         t = rng.uniform(0.22, 0.36)
-        pts = np.array([[-t, -1], [t, -1], [t, -t], [1, -t], [1, t], [t, t], [t, 1], [-t, 1],
-                        [-t, t], [-1, t], [-1, -t], [-t, -t]]) / math.hypot(1, t)
+        pts = np.array(
+            [[-t, -1], [t, -1], [t, -t], [1, -t], [1, t], [t, t], [t, 1], [-t, 1], [-t, t], [-1, t], [-1, -t], [-t, -t]]
+        ) / math.hypot(1, t)
     elif kind == "ngon":  # pentagon..heptagon: hard negative for circles/stars
         n = int(rng.integers(5, 8))
         ang = np.arange(n) * 2 * math.pi / n
@@ -316,8 +341,18 @@ def _draw_distractor(rng, img: np.ndarray, s: int) -> None:
         r = s * rng.uniform(0.04, 0.25)
         c = rng.uniform(0, s, 2)
         start = rng.uniform(0, 360)
-        cv2.ellipse(img, _pt(c), (int(r * 16), int(r * rng.uniform(0.6, 1) * 16)), 0.0, start,
-                    start + rng.uniform(60, 220), col, int(rng.integers(1, 4)), cv2.LINE_AA, 4)
+        cv2.ellipse(
+            img,
+            _pt(c),
+            (int(r * 16), int(r * rng.uniform(0.6, 1) * 16)),
+            0.0,
+            start,
+            start + rng.uniform(60, 220),
+            col,
+            int(rng.integers(1, 4)),
+            cv2.LINE_AA,
+            4,
+        )
     else:  # filled blob / n-gon / L-bar, possibly running off the edge
         size = s * math.exp(rng.uniform(math.log(0.04), math.log(0.4)))
         c = rng.uniform(-size / 4, s + size / 4, 2)

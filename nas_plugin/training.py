@@ -12,7 +12,8 @@ The recipe is the `nas:` block of the supernet YAML (`parse_nas_config`):
   largest subnet (the full-network warm-up), each later name makes more choices elastic: a backbone field
   (`kernel`, `depth`, `expand`), `neck` (every neck choice) or `all`.
 - **Start**: `init:` a checkpoint of the largest subnet (e.g. `yolo train` of its extracted YAML) or of the same
-  supernet; `zero_init:` zeroes the last BatchNorm gamma of every residual block (MBConv, C2f bottleneck), so each starts as identity.
+  supernet; `zero_init:` zeroes the last BatchNorm gamma of every residual block (MBConv, C2f bottleneck), so each
+  starts as identity.
 
 Which subnets a batch trains depends only on (seed, epoch, epochs, batch index): DDP ranks agree and a resumed run
 continues the same sequence. Before each validation the EMA model's BatchNorm statistics are recalibrated on
@@ -31,9 +32,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from . import supernet
 from .calibration import calibration_batches, recalibrate_bn
 from .errors import NASError
 from .files import atomic_path
+from .integration import (
+    TrainerView,
+    detach_outputs,
+    head_outputs,
+    is_main_process,
+    loss_parts,
+    read_model_yaml,
+    wrap_criterion,
+)
 from .space import arch_key, encode, fields, max_arch, min_arch, random_arch, restrict
 
 SAMPLERS = ("sandwich", "uniform")
@@ -63,7 +74,10 @@ def _is_number(v):
 def _phases_ok(v):
     if not isinstance(v, (list, tuple)) or not v:
         return False
-    if not all(isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) and _is_number(p[1]) and p[1] > 0 for p in v):
+    if not all(
+        isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) and _is_number(p[1]) and p[1] > 0
+        for p in v
+    ):
         return False
     names = [p[0] for p in v]
     return (
@@ -80,7 +94,9 @@ def parse_nas_config(block, source="the model YAML", space=None):
     With `space`, phase names are also checked against the supernet's backbone fields.
     """
     if block is not None and not isinstance(block, dict):
-        raise NASError(f"nas: in {source} must be a mapping of options, got {block!r}; allowed options are {sorted(DEFAULTS)}.")
+        raise NASError(
+            f"nas: in {source} must be a mapping of options, got {block!r}; allowed options are {sorted(DEFAULTS)}."
+        )
     block = dict(block or {})
     unknown = sorted(set(block) - set(DEFAULTS))
     if unknown:
@@ -96,7 +112,10 @@ def parse_nas_config(block, source="the model YAML", space=None):
             "a list of [name, epoch fraction] pairs: fractions > 0 that sum to 1, names used once, 'max' only "
             "first, 'all' last, e.g. [[max, 0.3], [kernel, 0.2], [all, 0.5]]",
         ),
-        "init": (lambda v: v is None or (isinstance(v, str) and v.endswith(".pt")), "a path to a .pt checkpoint or null"),
+        "init": (
+            lambda v: v is None or (isinstance(v, str) and v.endswith(".pt")),
+            "a path to a .pt checkpoint or null",
+        ),
         "zero_init": (lambda v: isinstance(v, bool), "true or false"),
         "calib_batches": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 turns BN recalibration off)"),
         "val_min": (lambda v: isinstance(v, bool), "true or false"),
@@ -173,22 +192,19 @@ def sample(space, cfg, seed, epoch, batch_index, batches_per_epoch, epochs=1):
 def distillation_loss(student, teacher):
     """In-place distillation of the largest subnet's class scores and box distributions into a smaller subnet.
 
-    Both are Detect training outputs ({'boxes': (b, 4*reg_max, A), 'scores': (b, nc, A)}); anchors are weighted by
-    the teacher's confidence so background does not dominate. Returns a scalar per image (like the stock loss).
+    Both are Detect training outputs (`integration.head_outputs`); anchors are weighted by the teacher's confidence
+    so background does not dominate. Returns a scalar per image (like the stock loss).
     """
-    t_prob = teacher["scores"].sigmoid()
+    (s_boxes, s_scores), (t_boxes, t_scores) = head_outputs(student), head_outputs(teacher)
+    t_prob = t_scores.sigmoid()
     weight = t_prob.amax(1)  # (b, A)
     norm = weight.sum().clamp(min=1.0)
-    cls = (F.binary_cross_entropy_with_logits(student["scores"], t_prob, reduction="none").sum(1) * weight).sum() / norm
-    b, _, a = student["boxes"].shape
-    s_box = student["boxes"].view(b, 4, -1, a).log_softmax(2)
-    t_box = teacher["boxes"].view(b, 4, -1, a).log_softmax(2)
+    cls = (F.binary_cross_entropy_with_logits(s_scores, t_prob, reduction="none").sum(1) * weight).sum() / norm
+    b, _, a = s_boxes.shape
+    s_box = s_boxes.view(b, 4, -1, a).log_softmax(2)
+    t_box = t_boxes.view(b, 4, -1, a).log_softmax(2)
     box = (F.kl_div(s_box, t_box, reduction="none", log_target=True).sum((1, 2)) * weight).sum() / norm
     return cls + box
-
-
-def _detached(preds):
-    return {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in preds.items()}
 
 
 class SupernetCriterion:
@@ -217,7 +233,7 @@ class SupernetCriterion:
             kd = self._distill(preds, teacher, parts)
         state.record(kind, arch, items, kd)
         if students:  # same batch: the largest (first) subnet's outputs teach the rest
-            teacher = _detached(preds)
+            teacher = detach_outputs(preds)
             for kind_s, arch_s in students:
                 supernet.set_arch(self.model, arch_s)
                 p = self.model(batch["img"])
@@ -233,7 +249,7 @@ class SupernetCriterion:
         if weight == 0:
             return 0.0
         kd = distillation_loss(preds, teacher)
-        parts.append((weight * kd * preds["boxes"].shape[0]).reshape(1))
+        parts.append((weight * kd * head_outputs(preds)[0].shape[0]).reshape(1))
         return float(kd.detach())
 
     def update(self):
@@ -243,7 +259,7 @@ class SupernetCriterion:
 
 @dataclass
 class NASState:
-    """What the callbacks keep on the trainer (`trainer.nas`) between events."""
+    """What the callbacks keep on the trainer (`TrainerView.state`) between events."""
 
     cfg: dict
     space: dict
@@ -260,22 +276,14 @@ class NASState:
     def record(self, kind, arch, items, kd):
         """Add one trained subnet's losses (the stock loss items and its distillation loss) to this epoch's logs."""
         sums = self.losses.setdefault(kind, [0, 0.0, 0.0, 0.0, 0.0])
-        for j, v in enumerate([1, *[float(v) for v in list(items.values())[:3]], kd]):
+        for j, v in enumerate([1, *loss_parts(items), kd]):
             sums[j] += v
         self.subnets.append([self.epoch + 1, self.batch_index, kind, "".join(map(str, encode(self.space, arch)))])
 
 
-def _model(trainer):
-    from ultralytics.utils.torch_utils import unwrap_model
-
-    return unwrap_model(trainer.model)
-
-
 def on_pretrain_routine_start(trainer):
     """Check a model YAML's `nas:` block before Ultralytics scans the dataset, so a typo costs seconds, not a scan."""
-    from .integration import read_model_yaml
-
-    model = str(trainer.args.model)
+    model = TrainerView(trainer).model_source
     if model.endswith((".yaml", ".yml")):
         try:
             cfg = read_model_yaml(model)
@@ -289,7 +297,8 @@ def on_pretrain_routine_end(trainer):
     """Set up sampling for a supernet (and refuse a `nas:` block on a model without elastic layers)."""
     from ultralytics.utils import LOGGER
 
-    model = _model(trainer)
+    t = TrainerView(trainer)
+    model = t.model
     block = model.yaml.get("nas")
     source = model.yaml.get("yaml_file", "the model YAML")
     if not supernet.elastic_layers(model):
@@ -298,31 +307,36 @@ def on_pretrain_routine_end(trainer):
         return
     space = supernet.space_from_model(model)
     cfg = parse_nas_config(block, source, space)
-    trainer.nas = NASState(cfg, space, int(trainer.args.seed), max_arch(space))
-    model.criterion = SupernetCriterion(getattr(model, "criterion", None) or model.init_criterion(), model, trainer.nas)
-    if trainer.start_epoch == 0:  # a resumed run has its trained weights already
+    t.state = state = NASState(cfg, space, t.seed, max_arch(space))
+    wrap_criterion(model, lambda criterion: SupernetCriterion(criterion, model, state))
+    if t.start_epoch == 0:  # a resumed run has its trained weights already
         if cfg["init"]:
             load_init(model, cfg["init"], source)
-            trainer.ema.ema.load_state_dict(model.state_dict())
+            t.ema.load_state_dict(model.state_dict())
             LOGGER.info(f"nas: weights initialised from {cfg['init']}")
-        elif cfg["zero_init"] and not _weights_given(trainer):
+        elif cfg["zero_init"] and not t.weights_given:
             n = zero_init_residuals(model)
-            zero_init_residuals(trainer.ema.ema)
+            zero_init_residuals(t.ema)
             LOGGER.info(f"nas: zero-initialised the last BatchNorm gamma of {n} residual blocks")
 
     kinds = cycle(cfg)
-    how = f"the cycle {kinds} on every batch (same_batch)" if cfg["same_batch"] else f"one subnet per batch cycling {kinds}"
-    phases = ", ".join(f"{name} to epoch {end}" for (name, _), end in zip(cfg["phases"], phase_ends(cfg, trainer.epochs)))
-    LOGGER.info(f"nas: {cfg['sampler']} sampler, {how}, distill={cfg['distill']}, phases: {phases}; BN recalibration on {cfg['calib_batches']} train batches")
-    if cfg["sampler"] == "sandwich" and not cfg["same_batch"] and trainer.accumulate != len(kinds):
-        LOGGER.warning(f"nas: optimizer updates accumulate {trainer.accumulate} batches but a sandwich is {len(kinds)}; set nbs={trainer.batch_size * len(kinds)} so every update trains {kinds}.")
+    how = (
+        f"the cycle {kinds} on every batch (same_batch)"
+        if cfg["same_batch"]
+        else f"one subnet per batch cycling {kinds}"
+    )
+    phases = ", ".join(f"{name} to epoch {end}" for (name, _), end in zip(cfg["phases"], phase_ends(cfg, t.epochs)))
+    LOGGER.info(
+        f"nas: {cfg['sampler']} sampler, {how}, distill={cfg['distill']}, phases: {phases}; "
+        f"BN recalibration on {cfg['calib_batches']} train batches"
+    )
+    if cfg["sampler"] == "sandwich" and not cfg["same_batch"] and t.accumulate != len(kinds):
+        LOGGER.warning(
+            f"nas: optimizer updates accumulate {t.accumulate} batches but a sandwich is {len(kinds)}; "
+            f"set nbs={t.batch_size * len(kinds)} so every update trains {kinds}."
+        )
     for name, key in (("nas_epochs.csv", "epoch"), ("nas_subnets.csv", "epoch")):  # a resumed run redoes its epoch
-        _truncate_csv(trainer.save_dir / name, key, trainer.start_epoch + 1)
-
-
-def _weights_given(trainer):
-    """Whether the trainer started from weights (a .pt model or `pretrained=path`) rather than a YAML's random init."""
-    return str(trainer.args.model).endswith(".pt") or isinstance(trainer.args.pretrained, (str, Path))
+        _truncate_csv(t.save_dir / name, key, t.start_epoch + 1)
 
 
 def zero_init_residuals(model):
@@ -337,7 +351,10 @@ def load_init(model, path, source="the model YAML"):
     """Copy a checkpoint's weights into supernet `model`: the largest subnet's (extracted, then trained) or a supernet's
     of the same space. Anything else is refused naming the first mismatch, never loaded in part."""
     if not Path(path).is_file():
-        raise NASError(f"nas: init={path!r} in {source} does not exist; give a .pt checkpoint of the largest subnet or of this supernet.")
+        raise NASError(
+            f"nas: init={path!r} in {source} does not exist; "
+            "give a .pt checkpoint of the largest subnet or of this supernet."
+        )
     weights = supernet.load_model(path).state_dict()
     target = model.state_dict()
     nc = model.yaml.get("nc")
@@ -347,84 +364,83 @@ def load_init(model, path, source="the model YAML"):
             found = "has no such weight" if got is None else f"has shape {tuple(got.shape)}"
             raise NASError(
                 f"nas: init={path!r} does not match the supernet of {source}: its {key!r} {found}, the supernet's has "
-                f"shape {tuple(w.shape)} (a checkpoint of another space or class count than nc={nc}?); give the largest "
+                f"shape {tuple(w.shape)} (a checkpoint of another space or class count than nc={nc}?); "
+                "give the largest "
                 "subnet's or this supernet's checkpoint."
             )
     model.load_state_dict({k: weights[k] for k in target})
 
 
 def on_train_epoch_start(trainer):
-    state = getattr(trainer, "nas", None)
-    if state is not None:
-        state.batch_index, state.epoch = 0, trainer.epoch
-        state.losses, state.subnets = {}, []
+    t = TrainerView(trainer)
+    if t.state is not None:
+        t.state.batch_index, t.state.epoch = 0, t.epoch
+        t.state.losses, t.state.subnets = {}, []
 
 
 def on_train_batch_start(trainer):
-    state = getattr(trainer, "nas", None)
+    t = TrainerView(trainer)
+    state = t.state
     if state is None:
         return
-    state.batch = sample(state.space, state.cfg, state.seed, trainer.epoch, state.batch_index, len(trainer.train_loader), trainer.epochs)
-    supernet.set_arch(_model(trainer), state.batch[0][1])
+    state.batch = sample(state.space, state.cfg, state.seed, t.epoch, state.batch_index, t.batches_per_epoch, t.epochs)
+    supernet.set_arch(t.model, state.batch[0][1])
 
 
 def on_train_batch_end(trainer):
-    state = getattr(trainer, "nas", None)
+    state = TrainerView(trainer).state
     if state is not None:
         state.batch_index += 1
 
 
 def on_train_epoch_end(trainer):
     """Before the stock validation: recalibrate BN for min (validate and log it), then for max (scored by stock)."""
-    from ultralytics.utils import LOGGER, RANK
+    from ultralytics.utils import LOGGER
 
-    state = getattr(trainer, "nas", None)
-    if state is None or RANK not in {-1, 0}:
+    t = TrainerView(trainer)
+    state = t.state
+    if state is None or not is_main_process():
         return
     parts = [f"{k} {sum(sums[1:4]) / sums[0]:.3f}" for k, sums in state.losses.items()]
-    LOGGER.info(f"nas: epoch {trainer.epoch + 1} mean loss per subnet kind (box+cls+dfl): {', '.join(parts)}")
-    final_epoch = trainer.epoch + 1 >= trainer.epochs
-    if not (trainer.args.val or final_epoch):
+    LOGGER.info(f"nas: epoch {t.epoch + 1} mean loss per subnet kind (box+cls+dfl): {', '.join(parts)}")
+    if not t.validates_now:
         return
-    ema = trainer.ema.ema
     state.val_min = None
     if state.cfg["val_min"]:
-        supernet.set_arch(ema, min_arch(state.space))
-        _recalibrate(trainer, ema)
-        plots, trainer.validator.args.plots = trainer.validator.args.plots, False
-        try:
-            metrics = trainer.validator(trainer)
-        finally:
-            trainer.validator.args.plots = plots
-        state.val_min = (metrics.get("metrics/mAP50(B)", float("nan")), metrics.get("metrics/mAP50-95(B)", float("nan")))
-        LOGGER.info(f"nas: smallest subnet after BN recalibration: mAP50 {state.val_min[0]:.4f}, mAP50-95 {state.val_min[1]:.4f}")
-    supernet.set_arch(ema, state.max_arch)
-    _recalibrate(trainer, ema)
+        supernet.set_arch(t.ema, min_arch(state.space))
+        _recalibrate(t)
+        state.val_min = t.validate_quietly()
+        LOGGER.info(
+            f"nas: smallest subnet after BN recalibration: mAP50 {state.val_min[0]:.4f}, "
+            f"mAP50-95 {state.val_min[1]:.4f}"
+        )
+    supernet.set_arch(t.ema, state.max_arch)
+    _recalibrate(t)
 
 
-def _recalibrate(trainer, ema):
-    state = trainer.nas
+def _recalibrate(t):
+    """Re-estimate the EMA model's BatchNorm statistics for its active subnet on the run's calibration batches."""
+    state = t.state
     if state.cfg["calib_batches"] == 0:
         return
     if state.calib is None:
-        state.calib = calibration_batches(trainer.data, trainer.args.imgsz, trainer.batch_size, state.cfg["calib_batches"], state.seed)
-    recalibrate_bn(ema, state.calib)
+        state.calib = calibration_batches(t.data, t.imgsz, t.batch_size, state.cfg["calib_batches"], state.seed)
+    recalibrate_bn(t.ema, state.calib)
 
 
 def on_fit_epoch_end(trainer):
     """Append this epoch's per-kind losses (and min/max mAP) and its sampled subnets to the side CSVs."""
-    from ultralytics.utils import RANK
-
-    state = getattr(trainer, "nas", None)
-    if state is None or RANK not in {-1, 0} or not state.losses:  # also called again after the final validation
+    t = TrainerView(trainer)
+    state = t.state
+    if state is None or not is_main_process() or not state.losses:  # also called again after the final validation
         return
-    val = {"min": state.val_min, "max": (trainer.metrics.get("metrics/mAP50(B)"), trainer.metrics.get("metrics/mAP50-95(B)"))}
+    val = {"min": state.val_min, "max": t.last_metrics}
     rows = []
     for kind, sums in state.losses.items():
         means = [round(v / sums[0], 5) for v in sums[1:]]
-        rows.append([trainer.epoch + 1, kind, sums[0], *means, *(val.get(kind) or ("", ""))])
-    _append_csv(trainer.save_dir / "nas_epochs.csv", EPOCH_COLUMNS, rows)
-    _append_csv(trainer.save_dir / "nas_subnets.csv", ("epoch", "batch", "subnet", "arch_code"), state.subnets)
+        rows.append([t.epoch + 1, kind, sums[0], *means, *(val.get(kind) or ("", ""))])
+    _append_csv(t.save_dir / "nas_epochs.csv", EPOCH_COLUMNS, rows)
+    _append_csv(t.save_dir / "nas_subnets.csv", ("epoch", "batch", "subnet", "arch_code"), state.subnets)
     state.losses, state.subnets = {}, []
 
 
@@ -461,8 +477,3 @@ CALLBACKS = {
     "on_train_epoch_end": on_train_epoch_end,
     "on_fit_epoch_end": on_fit_epoch_end,
 }
-
-# Last, so that importing this module alone works: supernet -> modules -> integration.install() imports CALLBACKS from
-# here, which exists by now. The functions above read `supernet` at call time.
-from . import supernet  # noqa: E402  isort: skip
-

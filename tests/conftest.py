@@ -1,6 +1,7 @@
 """Shared fixtures: one supernet built from the shipped YAML and one tiny synthetic dataset per test session."""
 
 import pytest
+
 from helpers import SUPERNET_YAML
 
 

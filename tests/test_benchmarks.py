@@ -9,22 +9,57 @@ from helpers import ROOT, TINY_SUPERNET, run_cli
 def test_fidelity_benchmark_runs_end_to_end_and_reuses_finished_trainings(tmp_path):
     model = tmp_path / "yolo-tiny-supernet.yaml"
     model.write_text(TINY_SUPERNET.format(nc=6))
-    args = [sys.executable, str(ROOT / "benchmarks" / "bench_fidelity.py"), "--model", str(model), "--train", "8", "--val", "4", "--imgsz", "64",
-            "--epochs", "1", "--supernet-epochs", "2", "--batch", "4", "--k", "3", "--seeds", "2", "--work", str(tmp_path / "work"),
-            "--results", str(tmp_path / "results"), "--name", "tiny", "--recipe", '{"phases": [["max", 0.5], ["all", 0.5]], "distill": 1.0}']  # fmt: skip
+    args = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "bench_fidelity.py"),
+        "--model",
+        str(model),
+        "--train",
+        "8",
+        "--val",
+        "4",
+        "--imgsz",
+        "64",
+        "--epochs",
+        "1",
+        "--supernet-epochs",
+        "2",
+        "--batch",
+        "4",
+        "--k",
+        "3",
+        "--seeds",
+        "2",
+        "--work",
+        str(tmp_path / "work"),
+        "--results",
+        str(tmp_path / "results"),
+        "--name",
+        "tiny",
+        "--recipe",
+        '{"phases": [["max", 0.5], ["all", 0.5]], "distill": 1.0}',
+    ]
     proc = run_cli(args, cwd=tmp_path)
     assert proc.returncode == 0, proc.output
     result = json.loads((tmp_path / "results" / "fidelity_tiny.json").read_text())
     assert (tmp_path / "results" / "fidelity_tiny.png").stat().st_size > 0
     assert [r["name"] for r in result["subnets"]] == ["max", "min", "r1"]
-    assert result["subnets"][0]["predicted_ms"] > result["subnets"][2]["predicted_ms"] > result["subnets"][1]["predicted_ms"]
-    assert [len(r["standalone_seeds"]) for r in result["subnets"]] == [2, 2, 1] and len(result["yolov8n_standalone_map50_95"]) == 2
+    assert (
+        result["subnets"][0]["predicted_ms"]
+        > result["subnets"][2]["predicted_ms"]
+        > result["subnets"][1]["predicted_ms"]
+    )
+    assert [len(r["standalone_seeds"]) for r in result["subnets"]] == [2, 2, 1] and len(
+        result["yolov8n_standalone_map50_95"]
+    ) == 2
     assert result["recipe"]["phases"] == [["max", 0.5], ["all", 0.5]] and result["supernet_epochs"] == 2
     assert {"kendall_tau", "spearman", "tau_noise_ceiling", "supernet_cpu_min", "standalone_cpu_min"} <= set(result)
     nas_log = (tmp_path / "work" / "tiny" / "supernet" / "nas_subnets.csv").read_text().splitlines()
     assert {line.split(",")[2] for line in nas_log[1:] if line.startswith("1,")} == {"max"}  # the warm-up phase ran
 
-    again = run_cli([*args[:-4], "--name", "plain", "--recipe", '{"phases": [["all", 1.0]]}'], cwd=tmp_path)  # only its supernet trains
+    again = run_cli(
+        [*args[:-4], "--name", "plain", "--recipe", '{"phases": [["all", 1.0]]}'], cwd=tmp_path
+    )  # only its supernet trains
     assert again.returncode == 0, again.output
     assert "trainings (2 at a time): supernet plain\n" in again.output
     assert json.loads((tmp_path / "results" / "fidelity_plain.json").read_text())["recipe"]["phases"] == [["all", 1.0]]

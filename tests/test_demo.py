@@ -1,9 +1,11 @@
-"""tools/demo.py --quick end to end on a tiny supernet: every promised artefact exists and loads with stock Ultralytics."""
+"""tools/demo.py --quick end to end on a tiny supernet: every promised artefact exists and loads with stock
+Ultralytics."""
 
 import json
 import sys
 
 import pytest
+
 from helpers import TINY_SUPERNET, run_cli, tool
 
 
@@ -20,11 +22,24 @@ def demo(tmp_path_factory):
 def test_demo_writes_every_artefact(demo):
     out, proc = demo
     for path in (
-        "data/data.yaml", "supernet/weights/last.pt", "supernet/results.png", "supernet/nas_epochs.csv", "lut.json",
-        "lut_validation/lut_validation.json", "lut_validation/lut_validation.png", "search/history.csv",
-        "search/pareto.csv", "search/pareto.json", "search/pareto.png", "search/front/0/model.yaml", "search/best/model.pt",
-        "finetune/weights/best.pt", "finetune/weights/best.onnx", "finetune/weights/best_openvino_model", "summary.json",
-    ):  # fmt: skip
+        "data/data.yaml",
+        "supernet/weights/last.pt",
+        "supernet/results.png",
+        "supernet/nas_epochs.csv",
+        "lut.json",
+        "lut_validation/lut_validation.json",
+        "lut_validation/lut_validation.png",
+        "search/history.csv",
+        "search/pareto.csv",
+        "search/pareto.json",
+        "search/pareto.png",
+        "search/front/0/model.yaml",
+        "search/best/model.pt",
+        "finetune/weights/best.pt",
+        "finetune/weights/best.onnx",
+        "finetune/weights/best_openvino_model",
+        "summary.json",
+    ):
         assert (out / path).exists(), path
     rows = {r["subnet"]: r for r in json.loads((out / "summary.json").read_text())["rows"]}
     assert set(rows) == {"best", "max", "min", "best, fine-tuned"}
@@ -46,9 +61,14 @@ def test_demo_results_load_with_stock_ultralytics(demo, tmp_path):
     )
     weights = out / "finetune" / "weights"
     models = [weights / "best.onnx", weights / "best_openvino_model"]
-    proc = run_cli([sys.executable, "-c", code, str(image), *map(str, models)], cwd=tmp_path, env={"NAS_PLUGIN_DISABLE": "1"})
+    proc = run_cli(
+        [sys.executable, "-c", code, str(image), *map(str, models)], cwd=tmp_path, env={"NAS_PLUGIN_DISABLE": "1"}
+    )
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.output
-    with_plugin = run_cli([sys.executable, "-c", code, str(image), str(out / "search" / "best" / "model.pt"), str(weights / "best.pt")], cwd=tmp_path)
+    with_plugin = run_cli(
+        [sys.executable, "-c", code, str(image), str(out / "search" / "best" / "model.pt"), str(weights / "best.pt")],
+        cwd=tmp_path,
+    )
     assert with_plugin.returncode == 0 and "ok" in with_plugin.stdout, with_plugin.output
 
 
@@ -57,4 +77,8 @@ def test_demo_rerun_reuses_finished_steps(demo, tmp_path):
     model = out.parent / "tiny-supernet.yaml"
     proc = tool("demo.py", "--quick", "--model", model, "--out", out, cwd=tmp_path)
     assert proc.returncode == 0, proc.output
-    assert "$ yolo train" not in proc.stdout and "$ yolo export" not in proc.stdout and "tools/search.py" not in proc.stdout
+    assert (
+        "$ yolo train" not in proc.stdout
+        and "$ yolo export" not in proc.stdout
+        and "tools/search.py" not in proc.stdout
+    )

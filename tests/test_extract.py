@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import CSP_SUPERNET_FILE, SUPERNET_FILE, SUPERNET_YAML, run_cli, tool, yolo
 
+from helpers import CSP_SUPERNET_FILE, SUPERNET_FILE, SUPERNET_YAML, run_cli, tool, yolo
 from nas_plugin import space as S
 from nas_plugin.extract import extract, save_subnet
 from nas_plugin.modules import ElasticC2f, ElasticMBConvStage, ElasticModule
@@ -19,7 +19,9 @@ ARCHS = ["max", "min", *range(20)]
 
 
 def _arch(space, spec):
-    return S.max_arch(space) if spec == "max" else S.min_arch(space) if spec == "min" else S.random_arch(space, seed=spec)
+    return (
+        S.max_arch(space) if spec == "max" else S.min_arch(space) if spec == "min" else S.random_arch(space, seed=spec)
+    )
 
 
 def _div8(x):
@@ -98,7 +100,9 @@ def test_csp_space_contains_stock_yolov8(scale):
     assert {k: v.shape for k, v in static.state_dict().items()} == {k: v.shape for k, v in stock.state_dict().items()}
     assert get_flops(static, 640) == pytest.approx(get_flops(stock, 640), rel=1e-9)
     rows = static.yaml["backbone"] + static.yaml["head"]
-    assert [r[2] for r in rows] == [r[2] for r in stock.yaml["backbone"] + stock.yaml["head"]]  # C2f, not a plugin class
+    assert [r[2] for r in rows] == [
+        r[2] for r in stock.yaml["backbone"] + stock.yaml["head"]
+    ]  # C2f, not a plugin class
 
 
 def test_named_arch_unknown_lists_the_names(csp_supernet):
@@ -127,15 +131,44 @@ def subnet_dir(supernet, space, tmp_path_factory):
 
 def test_stock_cli_val_predict_and_train_from_yaml(subnet_dir, tiny_data, tmp_path):
     model = subnet_dir / "model.pt"
-    val = yolo("val", f"model={model}", f"data={tiny_data}", "imgsz=64", "device=cpu", "plots=False", f"project={tmp_path}", "name=val", cwd=tmp_path)
+    val = yolo(
+        "val",
+        f"model={model}",
+        f"data={tiny_data}",
+        "imgsz=64",
+        "device=cpu",
+        "plots=False",
+        f"project={tmp_path}",
+        "name=val",
+        cwd=tmp_path,
+    )
     assert val.returncode == 0, val.output
     assert "mAP50-95" in val.output
     images = sorted((tiny_data.parent / "images" / "val").iterdir())
-    pred = yolo("predict", f"model={model}", f"source={images[0]}", "imgsz=64", "device=cpu", f"project={tmp_path}", "name=pred", cwd=tmp_path)
+    pred = yolo(
+        "predict",
+        f"model={model}",
+        f"source={images[0]}",
+        "imgsz=64",
+        "device=cpu",
+        f"project={tmp_path}",
+        "name=pred",
+        cwd=tmp_path,
+    )
     assert pred.returncode == 0, pred.output
     train = yolo(
-        "train", f"model={subnet_dir / 'model.yaml'}", f"data={tiny_data}", "epochs=1", "imgsz=64", "batch=4",
-        "workers=0", "device=cpu", "plots=False", f"project={tmp_path}", "name=train", cwd=tmp_path,
+        "train",
+        f"model={subnet_dir / 'model.yaml'}",
+        f"data={tiny_data}",
+        "epochs=1",
+        "imgsz=64",
+        "batch=4",
+        "workers=0",
+        "device=cpu",
+        "plots=False",
+        f"project={tmp_path}",
+        "name=train",
+        cwd=tmp_path,
     )
     assert train.returncode == 0, train.output
     assert (tmp_path / "train" / "weights" / "best.pt").is_file()
@@ -168,16 +201,24 @@ np.save(out_path, y)
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 def test_export_runs_without_the_plugin_and_matches_pytorch(subnet_dir, tmp_path, fmt):
-    exported = yolo("export", f"model={subnet_dir / 'model.pt'}", f"format={fmt}", "imgsz=64", "device=cpu", cwd=tmp_path)
+    exported = yolo(
+        "export", f"model={subnet_dir / 'model.pt'}", f"format={fmt}", "imgsz=64", "device=cpu", cwd=tmp_path
+    )
     assert exported.returncode == 0, exported.output
     path = subnet_dir / ("model.onnx" if fmt == "onnx" else "model_openvino_model/model.xml")
     x = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
     np.save(tmp_path / "x.npy", x)
     script = tmp_path / "run.py"
     script.write_text(RUNTIME)
-    proc = run_cli([sys.executable, str(script), fmt, str(path), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")], cwd=tmp_path, env={"NAS_PLUGIN_DISABLE": "1"})
+    proc = run_cli(
+        [sys.executable, str(script), fmt, str(path), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+        cwd=tmp_path,
+        env={"NAS_PLUGIN_DISABLE": "1"},
+    )
     assert proc.returncode == 0, proc.output
-    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), _torch_output(subnet_dir / "model.pt", x), atol=2e-3, rtol=1e-3)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "y.npy"), _torch_output(subnet_dir / "model.pt", x), atol=2e-3, rtol=1e-3
+    )
 
 
 SAFE_LOAD = """
@@ -195,13 +236,28 @@ def test_checkpoints_load_under_safe_load(subnet_dir, supernet, tmp_path):
     torch.save({"model": supernet, "train_args": {}, "version": __version__}, supernet_pt)
     script = tmp_path / "load.py"
     script.write_text(SAFE_LOAD)
-    proc = run_cli([sys.executable, str(script), str(subnet_dir / "model.pt"), str(supernet_pt)], cwd=tmp_path, env={"ULTRALYTICS_SAFE_LOAD": "1"})
+    proc = run_cli(
+        [sys.executable, str(script), str(subnet_dir / "model.pt"), str(supernet_pt)],
+        cwd=tmp_path,
+        env={"ULTRALYTICS_SAFE_LOAD": "1"},
+    )
     assert proc.returncode == 0, proc.output
     assert proc.output.count("DetectionModel") == 2
 
 
 def test_extract_tool_writes_the_three_files(tmp_path):
-    proc = tool("extract.py", "--weights", SUPERNET_YAML, "--arch", "random", "--seed", 4, "--out", tmp_path / "sub", cwd=tmp_path)
+    proc = tool(
+        "extract.py",
+        "--weights",
+        SUPERNET_YAML,
+        "--arch",
+        "random",
+        "--seed",
+        4,
+        "--out",
+        tmp_path / "sub",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.output
     assert {p.name for p in (tmp_path / "sub").iterdir()} == {"arch.json", "model.yaml", "model.pt"}
 
@@ -213,10 +269,19 @@ def test_extract_tool_writes_the_three_files(tmp_path):
         (["--arch", "bad.json"], "arch['backbone'] has 1 units but the supernet has 5 elastic backbone units."),
         (["--weights", "missing.pt"], "weights file 'missing.pt' does not exist."),
         (["--weights", "missing.yaml"], "model YAML 'missing.yaml' does not exist."),
-        (["--weights", "empty.pt"], "weights file 'empty.pt' is not a loadable checkpoint (empty, truncated or not an Ultralytics model)."),
-        (["--weights", "truncated.pt"], "weights file 'truncated.pt' is not a loadable checkpoint (empty, truncated or not an Ultralytics model)."),
+        (
+            ["--weights", "empty.pt"],
+            "weights file 'empty.pt' is not a loadable checkpoint (empty, truncated or not an Ultralytics model).",
+        ),
+        (
+            ["--weights", "truncated.pt"],
+            "weights file 'truncated.pt' is not a loadable checkpoint (empty, truncated or not an Ultralytics model).",
+        ),
         (["--arch", "."], "arch '.' is a directory; pass the arch.json file inside it."),
-        (["--arch", "latin1.json"], "arch file 'latin1.json' is not UTF-8 text; an arch file is JSON (e.g. a search's best/arch.json)."),
+        (
+            ["--arch", "latin1.json"],
+            "arch file 'latin1.json' is not UTF-8 text; an arch file is JSON (e.g. a search's best/arch.json).",
+        ),
     ],
 )
 def test_extract_tool_bad_input_is_one_sentence(tmp_path, args, message):
@@ -225,7 +290,11 @@ def test_extract_tool_bad_input_is_one_sentence(tmp_path, args, message):
     torch.save({"model": None}, tmp_path / "whole.pt")
     (tmp_path / "truncated.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:200])
     (tmp_path / "latin1.json").write_bytes('{"backbone": "é"}'.encode("latin-1"))
-    full = ["--weights", SUPERNET_YAML, "--out", tmp_path / "o", *args] if "--weights" not in args else [*args, "--out", tmp_path / "o"]
+    full = (
+        ["--weights", SUPERNET_YAML, "--out", tmp_path / "o", *args]
+        if "--weights" not in args
+        else [*args, "--out", tmp_path / "o"]
+    )
     proc = tool("extract.py", *full, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"extract.py: error: {message}"
@@ -255,7 +324,10 @@ def test_extract_tool_recalibrates_bn_on_training_images(tiny_data, tmp_path):
 def test_extract_tool_refuses_a_dataset_with_other_classes(tiny_data, tmp_path):
     proc = tool("extract.py", "--weights", SUPERNET_YAML, "--data", tiny_data, "--out", tmp_path / "o", cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"extract.py: error: dataset {str(tiny_data)!r} has 6 classes but the model has 80; use the dataset the supernet was trained on."
+    assert proc.stderr.strip() == (
+        f"extract.py: error: dataset {str(tiny_data)!r} has 6 classes but the model has 80; "
+        "use the dataset the supernet was trained on."
+    )
 
 
 def test_extract_tool_never_clobbers_outputs_or_its_supernet(tmp_path):
@@ -284,4 +356,6 @@ def test_extract_tool_never_clobbers_outputs_or_its_supernet(tmp_path):
 
     supernet = load_supernet(model)
     with pytest.raises(NASError, match="would overwrite the supernet"):
-        save_subnet(supernet, S.min_arch(space_from_model(supernet)), trained, source=str(trained / "model.pt"), exist_ok=True)
+        save_subnet(
+            supernet, S.min_arch(space_from_model(supernet)), trained, source=str(trained / "model.pt"), exist_ok=True
+        )

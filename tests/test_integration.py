@@ -4,11 +4,11 @@ import configparser
 import sys
 
 import pytest
-from helpers import ROOT, SUPERNET_FILE, SUPERNET_YAML, run_cli, tool, yolo
+import ultralytics
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-import ultralytics
+from helpers import ROOT, SUPERNET_FILE, SUPERNET_YAML, run_cli, tool, yolo
 from nas_plugin.integration import TESTED_ULTRALYTICS, IntegrationError, _extended_parse_model, is_installed
 from nas_plugin.supernet import load_supernet
 
@@ -37,7 +37,8 @@ def test_scale_is_chosen_by_file_name_like_stock_models():
 
 def test_changed_set_shape_is_named(tmp_path, monkeypatch):
     (tmp_path / "fake_tasks_mod.py").write_text(
-        "def parse_model(d, ch, verbose=True):\n    base_modules = set()\n    repeat_modules = frozenset({int})\n    return d\n"
+        "def parse_model(d, ch, verbose=True):\n    base_modules = set()\n"
+        "    repeat_modules = frozenset({int})\n    return d\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     import fake_tasks_mod
@@ -48,8 +49,18 @@ def test_changed_set_shape_is_named(tmp_path, monkeypatch):
 
 def test_yolo_train_cli_trains_the_supernet_and_extract_reads_best_pt(tiny_data, tmp_path):
     train = yolo(
-        "train", f"model={SUPERNET_YAML}", f"data={tiny_data}", "epochs=1", "imgsz=64", "batch=4", "workers=0",
-        "device=cpu", "plots=False", f"project={tmp_path}", "name=sn", cwd=tmp_path,
+        "train",
+        f"model={SUPERNET_YAML}",
+        f"data={tiny_data}",
+        "epochs=1",
+        "imgsz=64",
+        "batch=4",
+        "workers=0",
+        "device=cpu",
+        "plots=False",
+        f"project={tmp_path}",
+        "name=sn",
+        cwd=tmp_path,
     )
     assert train.returncode == 0, train.output
     best = tmp_path / "sn" / "weights" / "best.pt"
@@ -57,12 +68,30 @@ def test_yolo_train_cli_trains_the_supernet_and_extract_reads_best_pt(tiny_data,
         out = tmp_path / arch
         proc = tool("extract.py", "--weights", best, "--arch", arch, "--out", out, cwd=tmp_path)
         assert proc.returncode == 0, proc.output
-        val = yolo("val", f"model={out / 'model.pt'}", f"data={tiny_data}", "imgsz=64", "device=cpu", "plots=False", f"project={tmp_path}", f"name=v{arch}", cwd=tmp_path)
+        val = yolo(
+            "val",
+            f"model={out / 'model.pt'}",
+            f"data={tiny_data}",
+            "imgsz=64",
+            "device=cpu",
+            "plots=False",
+            f"project={tmp_path}",
+            f"name=v{arch}",
+            cwd=tmp_path,
+        )
         assert val.returncode == 0, val.output
 
 
 def test_missing_dataset_is_reported(tmp_path):
-    proc = yolo("train", f"model={SUPERNET_YAML}", f"data={tmp_path / 'nope.yaml'}", "epochs=1", "imgsz=64", "device=cpu", cwd=tmp_path)
+    proc = yolo(
+        "train",
+        f"model={SUPERNET_YAML}",
+        f"data={tmp_path / 'nope.yaml'}",
+        "epochs=1",
+        "imgsz=64",
+        "device=cpu",
+        cwd=tmp_path,
+    )
     assert proc.returncode != 0
     assert "nope.yaml" in proc.output and "does not exist" in proc.output
 
@@ -73,7 +102,8 @@ def test_every_public_module_imports_on_its_own(tmp_path):
 
     names = sorted(p.stem for p in (ROOT / "nas_plugin").glob("*.py") if not p.stem.startswith("_"))
     code = "import importlib, subprocess, sys\n" + "".join(
-        f"assert subprocess.run([sys.executable, '-c', 'import nas_plugin.{n}']).returncode == 0, '{n}'\n" for n in names
+        f"assert subprocess.run([sys.executable, '-c', 'import nas_plugin.{n}']).returncode == 0, '{n}'\n"
+        for n in names
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -82,6 +112,9 @@ def test_every_public_module_imports_on_its_own(tmp_path):
 
 def test_ctrl_c_in_a_tool_says_what_was_kept(tmp_path):
     script = tmp_path / "tool.py"
-    script.write_text("from nas_plugin.cli import run\ndef main(argv):\n    raise KeyboardInterrupt\nrun(main, kept='the table keeps every entry')\n")
+    script.write_text(
+        "from nas_plugin.cli import run\ndef main(argv):\n    raise KeyboardInterrupt\n"
+        "run(main, kept='the table keeps every entry')\n"
+    )
     proc = run_cli([sys.executable, str(script)], cwd=tmp_path)
     assert proc.returncode == 130 and proc.stderr.strip() == "tool.py: interrupted; the table keeps every entry."

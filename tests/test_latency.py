@@ -5,15 +5,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SUPERNET_YAML, TINY_SUPERNET, tool
 
+from helpers import SUPERNET_YAML, TINY_SUPERNET, tool
 from nas_plugin import lut as L
 from nas_plugin import space as S
 from nas_plugin.backends import get_backend
 from nas_plugin.errors import NASError
-from nas_plugin.lut_build import build_lut, export_onnx
+from nas_plugin.lut_build import build_lut
 from nas_plugin.lut_report import validate_lut
 from nas_plugin.supernet import fingerprint, load_supernet, space_from_model
+from nas_plugin.timing import export_onnx
 
 FAST = dict(rounds=1)
 
@@ -56,7 +57,10 @@ def test_cpu_backends_measure_for_real(tmp_path, name):
     [
         (("tflite",), "unknown backend 'tflite'; choose from ['openvino', 'onnxruntime', 'tensorrt']"),
         (("onnxruntime", None, "f16"), "backend onnxruntime does not support precision 'f16'; choose from ['f32']"),
-        (("openvino", None, "int4"), "backend openvino does not support precision 'int4'; choose from ['f32', 'f16', 'bf16']"),
+        (
+            ("openvino", None, "int4"),
+            "backend openvino does not support precision 'int4'; choose from ['f32', 'f16', 'bf16']",
+        ),
         (("openvino", "NPU7"), "OpenVINO device 'NPU7' is not available here; available devices:"),
     ],
 )
@@ -66,7 +70,9 @@ def test_bad_backend_settings_are_named(args, message):
     assert message in str(e.value)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the TensorRT path runs in test_tensorrt_on_gpu")
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="a GPU is present: the TensorRT path runs in test_tensorrt_on_gpu"
+)
 def test_tensorrt_without_gpu_is_a_clear_error():
     with pytest.raises(NASError, match="backend tensorrt needs"):
         get_backend("tensorrt")
@@ -87,9 +93,25 @@ def test_table_has_every_entry_and_metadata(tiny, tiny_lut):
     assert len(lut["entries"]) == 4 * 2 * 2 + 2 * 2 * 2 + 2  # 4 stages x 2 positions x 2 kernels, CSP, 2 fixed layers
     assert lut["meta"]["fixed_layers"] == [0, 6]
     meta = lut["meta"]
-    assert (meta["backend"], meta["device"], meta["precision"], meta["imgsz"], meta["batch"]) == ("openvino", "CPU", "f32", 64, 1)
+    assert (meta["backend"], meta["device"], meta["precision"], meta["imgsz"], meta["batch"]) == (
+        "openvino",
+        "CPU",
+        "f32",
+        64,
+        1,
+    )
     assert meta["fingerprint"] == fingerprint(model) and meta["cpu"] and meta["version"] and meta["threads_used"]
     assert len(lut["calibration"]["subnets"]) == 2 + 3  # max, min and 3 random
+
+
+def test_a_unit_with_per_unit_and_per_block_choices_keys_both():
+    """Per-unit choices (one act for the stage) go into every per-block key of their unit, never dropped."""
+    unit = {"layer": 3, "depth": [1, 2], "per_unit": {"act": ["relu", "silu"]}, "per_block": {"kernel": [3, 5]}}
+    entries = L.unit_entries(unit)
+    assert len(entries) == 2 * 2 * 2  # positions x acts x kernels
+    assert entries["layer3/b1/act=silu/kernel=5"] == {"position": 1, "act": "silu", "kernel": 5}
+    keys = L.unit_keys(unit, {"depth": 2, "act": "silu", "kernel": [3, 5]})
+    assert keys == ["layer3/b0/act=silu/kernel=3", "layer3/b1/act=silu/kernel=5"] and set(keys) <= set(entries)
 
 
 def test_prediction_is_the_calibrated_sum_of_its_parts(tiny, tiny_lut):
@@ -131,7 +153,10 @@ def test_interrupted_build_resumes_and_measures_only_the_rest(tiny, tmp_path, mo
     lut = build_lut(model, 64, backend, out, resume=True, calib_subnets=0, **FAST)
     assert len(lut["entries"]) == 26 and len(calls) == 21  # only the rest was measured
     assert lut["reference"] == partial["reference"]  # resumed entries are scaled to the same reference
-    with pytest.raises(NASError, match=r"cannot resume .* other \['backend', 'version'\] \(\['onnxruntime', '[\d.]+'\] vs \['openvino', "):
+    with pytest.raises(
+        NASError,
+        match=r"cannot resume .* other \['backend', 'version'\] \(\['onnxruntime', '[\d.]+'\] vs \['openvino', ",
+    ):
         build_lut(model, 64, get_backend("openvino"), out, resume=True, calib_subnets=0, **FAST)
     moved = json.loads(out.read_text())
     moved["meta"]["cpu"] = "Another CPU"  # a table begun on another machine is not finished on this one
@@ -179,7 +204,10 @@ def test_validation_report(tiny, tiny_lut, tmp_path):
     [
         (["--backend", "tflite", "--imgsz", "64"], "unknown backend 'tflite'"),
         (["--backend", "openvino", "--imgsz", "100"], "imgsz 100 is not a multiple of the supernet's max stride 32"),
-        (["--backend", "onnxruntime", "--precision", "bf16", "--imgsz", "64"], "backend onnxruntime does not support precision 'bf16'"),
+        (
+            ["--backend", "onnxruntime", "--precision", "bf16", "--imgsz", "64"],
+            "backend onnxruntime does not support precision 'bf16'",
+        ),
     ],
 )
 def test_build_lut_tool_bad_input(tiny, tmp_path, args, message):
@@ -189,20 +217,81 @@ def test_build_lut_tool_bad_input(tiny, tmp_path, args, message):
 
 def test_unwritable_outputs_are_refused_before_any_measurement(tiny, tiny_lut, tmp_path):
     (tmp_path / "file").write_text("")
-    built = tool("build_lut.py", "--model", tiny[0], "--imgsz", 64, "--backend", "openvino", "--out", tmp_path / "file" / "l.json", cwd=tmp_path)
-    assert built.returncode == 2 and built.stderr.strip().startswith(f"build_lut.py: error: --out '{tmp_path / 'file' / 'l.json'}' is not writable")
-    folder = tool("build_lut.py", "--model", tiny[0], "--imgsz", 64, "--backend", "openvino", "--out", tmp_path, cwd=tmp_path)
-    assert folder.returncode == 2 and folder.stderr.strip() == f"build_lut.py: error: --out '{tmp_path}' is a directory; give a file path."
-    checked = tool("validate_lut.py", "--lut", tiny_lut, "--model", tiny[0], "--samples", 2, "--out", tmp_path / "file", cwd=tmp_path)
-    assert checked.returncode == 2 and checked.stderr.strip() == f"validate_lut.py: error: --out '{tmp_path / 'file'}' is a file; give a directory path."
+    built = tool(
+        "build_lut.py",
+        "--model",
+        tiny[0],
+        "--imgsz",
+        64,
+        "--backend",
+        "openvino",
+        "--out",
+        tmp_path / "file" / "l.json",
+        cwd=tmp_path,
+    )
+    assert built.returncode == 2 and built.stderr.strip().startswith(
+        f"build_lut.py: error: --out '{tmp_path / 'file' / 'l.json'}' is not writable"
+    )
+    folder = tool(
+        "build_lut.py", "--model", tiny[0], "--imgsz", 64, "--backend", "openvino", "--out", tmp_path, cwd=tmp_path
+    )
+    assert (
+        folder.returncode == 2
+        and folder.stderr.strip() == f"build_lut.py: error: --out '{tmp_path}' is a directory; give a file path."
+    )
+    checked = tool(
+        "validate_lut.py",
+        "--lut",
+        tiny_lut,
+        "--model",
+        tiny[0],
+        "--samples",
+        2,
+        "--out",
+        tmp_path / "file",
+        cwd=tmp_path,
+    )
+    assert (
+        checked.returncode == 2
+        and checked.stderr.strip()
+        == f"validate_lut.py: error: --out '{tmp_path / 'file'}' is a file; give a directory path."
+    )
     assert "measuring" not in built.output + folder.output and "timing" not in checked.output
 
 
 def test_build_and_validate_tools_end_to_end(tiny, tmp_path):
     lut = tmp_path / "l.json"
-    built = tool("build_lut.py", "--model", tiny[0], "--imgsz", 64, "--backend", "openvino", "--rounds", 1, "--calib-subnets", 2, "--out", lut, cwd=tmp_path)
+    built = tool(
+        "build_lut.py",
+        "--model",
+        tiny[0],
+        "--imgsz",
+        64,
+        "--backend",
+        "openvino",
+        "--rounds",
+        1,
+        "--calib-subnets",
+        2,
+        "--out",
+        lut,
+        cwd=tmp_path,
+    )
     assert built.returncode == 0, built.output
-    checked = tool("validate_lut.py", "--lut", lut, "--model", tiny[0], "--samples", 2, "--rounds", 2, "--out", tmp_path / "v", cwd=tmp_path)
+    checked = tool(
+        "validate_lut.py",
+        "--lut",
+        lut,
+        "--model",
+        tiny[0],
+        "--samples",
+        2,
+        "--rounds",
+        2,
+        "--out",
+        tmp_path / "v",
+        cwd=tmp_path,
+    )
     assert checked.returncode == 0, checked.output
     assert "within ±10%" in checked.stdout and (tmp_path / "v" / "lut_validation.png").exists()
     foreign = tool("validate_lut.py", "--lut", lut, "--model", SUPERNET_YAML, cwd=tmp_path)
@@ -213,9 +302,19 @@ def test_static_model_is_not_a_supernet(tmp_path, supernet, space):
     from nas_plugin.extract import save_subnet
 
     save_subnet(supernet, S.min_arch(space), tmp_path / "s")
-    proc = tool("build_lut.py", "--model", tmp_path / "s" / "model.pt", "--imgsz", 64, "--backend", "openvino", "--out", tmp_path / "l.json", cwd=tmp_path)
+    proc = tool(
+        "build_lut.py",
+        "--model",
+        tmp_path / "s" / "model.pt",
+        "--imgsz",
+        64,
+        "--backend",
+        "openvino",
+        "--out",
+        tmp_path / "l.json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and "has no elastic layers" in proc.stderr
-
 
 
 @pytest.mark.parametrize("value", [float("nan"), -19701.0, 0, "12", None, float("inf")])

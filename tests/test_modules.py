@@ -3,22 +3,41 @@
 import pytest
 import torch
 
+from helpers import SUPERNET_FILE, yolo
 from nas_plugin.elastic_ops import ElasticConvBN
 from nas_plugin.errors import NASError
 from nas_plugin.modules import ElasticMBConvStage, MBConvStage, MBottleneckCSP
 from nas_plugin.supernet import load_supernet
 
-from helpers import SUPERNET_FILE, yolo
-
 
 @pytest.mark.parametrize(
     "old, new, message",
     [
-        ("[24, 2, False, relu, [3, 5, 7]", "[24, 2, False, relu, [3, 4, 7]", "ElasticMBConvStage kernel 4 is not allowed; kernel must be an odd integer >= 1"),
-        ("[40, 2, True, relu, [3, 5, 7], [3, 4, 6]", "[40, 2, True, relu, [3, 5, 7], [0, 4, 6]", "ElasticMBConvStage expand 0 is not allowed; expand must be a number >= 1"),
-        ("[64, [3, 5], [relu, leakyrelu, mish]", "[64, [3, 5], [relu, gelu, mish]", "ElasticMBottleneckCSP activation 'gelu' is not allowed; activation must be one of"),
-        ("[80, 2, False, hardswish, [3, 5, 7], [3, 4, 6], [2, 3, 4]]", "[80, 2, False, hardswish, [3, 5, 7], [3, 4, 6], [2, 3, 5]]", "ElasticMBConvStage depth 5 is not allowed; depth must be an integer from 1 to the row's n=4"),
-        ("[-1, 4, ElasticMBConvStage, [112", "[-1, 3, ElasticMBConvStage, [112", "ElasticMBConvStage depth 4 is not allowed; depth must be an integer from 1 to the row's n=3"),
+        (
+            "[24, 2, False, relu, [3, 5, 7]",
+            "[24, 2, False, relu, [3, 4, 7]",
+            "ElasticMBConvStage kernel 4 is not allowed; kernel must be an odd integer >= 1",
+        ),
+        (
+            "[40, 2, True, relu, [3, 5, 7], [3, 4, 6]",
+            "[40, 2, True, relu, [3, 5, 7], [0, 4, 6]",
+            "ElasticMBConvStage expand 0 is not allowed; expand must be a number >= 1",
+        ),
+        (
+            "[64, [3, 5], [relu, leakyrelu, mish]",
+            "[64, [3, 5], [relu, gelu, mish]",
+            "ElasticMBottleneckCSP activation 'gelu' is not allowed; activation must be one of",
+        ),
+        (
+            "[80, 2, False, hardswish, [3, 5, 7], [3, 4, 6], [2, 3, 4]]",
+            "[80, 2, False, hardswish, [3, 5, 7], [3, 4, 6], [2, 3, 5]]",
+            "ElasticMBConvStage depth 5 is not allowed; depth must be an integer from 1 to the row's n=4",
+        ),
+        (
+            "[-1, 4, ElasticMBConvStage, [112",
+            "[-1, 3, ElasticMBConvStage, [112",
+            "ElasticMBConvStage depth 4 is not allowed; depth must be an integer from 1 to the row's n=3",
+        ),
     ],
 )
 def test_bad_yaml_choices_are_refused_with_the_value_and_allowed_set(tmp_path, old, new, message):
@@ -33,7 +52,9 @@ def test_bad_yaml_choices_are_refused_with_the_value_and_allowed_set(tmp_path, o
 
 def test_stock_cli_reports_a_bad_yaml_choice(tmp_path, tiny_data):
     bad = tmp_path / "yolov8n-bad-supernet.yaml"
-    bad.write_text(SUPERNET_FILE.read_text().replace("[24, 2, False, relu, [3, 5, 7]", "[24, 2, False, relu, [3, 4, 7]", 1))
+    bad.write_text(
+        SUPERNET_FILE.read_text().replace("[24, 2, False, relu, [3, 5, 7]", "[24, 2, False, relu, [3, 4, 7]", 1)
+    )
     proc = yolo("train", f"model={bad}", f"data={tiny_data}", "epochs=1", "imgsz=64", "device=cpu", cwd=tmp_path)
     assert proc.returncode != 0
     assert "ElasticMBConvStage kernel 4 is not allowed" in proc.output

@@ -4,13 +4,14 @@ import csv
 import json
 
 import pytest
-from helpers import SUPERNET_YAML, TINY_SUPERNET, tool
 
+from helpers import SUPERNET_YAML, TINY_SUPERNET, tool
 from nas_plugin import space as S
 from nas_plugin.backends import get_backend
 from nas_plugin.lut_build import build_lut
 from nas_plugin.search import non_dominated, run_search
 from nas_plugin.supernet import load_supernet
+
 
 class FakeProblem:
     """Accuracy grows with kernel/expand/depth genes, latency with their sum: a smooth trade-off, counted calls."""
@@ -23,7 +24,14 @@ class FakeProblem:
         out = []
         for a in archs:
             x = S.encode(self.space, a)
-            out.append({"map50_95": round(sum(x) ** 0.5 / 10, 6), "map50": round(sum(x) ** 0.5 / 8, 6), "params": 1000 + sum(x), "gflops": 0.1 * sum(x)})
+            out.append(
+                {
+                    "map50_95": round(sum(x) ** 0.5 / 10, 6),
+                    "map50": round(sum(x) ** 0.5 / 8, 6),
+                    "params": 1000 + sum(x),
+                    "gflops": 0.1 * sum(x),
+                }
+            )
         return out
 
     def latency(self, archs):
@@ -32,8 +40,18 @@ class FakeProblem:
 
 def _search(space, out, generations, resume=False, budget=None):
     fake = FakeProblem(space)
-    rows, front = run_search(space, fake.evaluate, fake.latency, out, population=8, generations=generations, seed=3,
-                             budgets={"latency_ms": budget}, resume=resume, log=lambda m: None)  # fmt: skip
+    rows, front = run_search(
+        space,
+        fake.evaluate,
+        fake.latency,
+        out,
+        population=8,
+        generations=generations,
+        seed=3,
+        budgets={"latency_ms": budget},
+        resume=resume,
+        log=lambda m: None,
+    )
     return fake, rows, front
 
 
@@ -43,7 +61,12 @@ def test_engine_front_is_non_dominated_and_nothing_is_evaluated_twice(space, tmp
     assert {S.arch_key(S.max_arch(space)), S.arch_key(S.min_arch(space))} <= set(fake.evaluated)
     for a in front:
         for b in front:
-            assert not (b["map50_95"] >= a["map50_95"] and b["latency_ms"] <= a["latency_ms"] and a is not b and (b["map50_95"], b["latency_ms"]) != (a["map50_95"], a["latency_ms"]))
+            assert not (
+                b["map50_95"] >= a["map50_95"]
+                and b["latency_ms"] <= a["latency_ms"]
+                and a is not b
+                and (b["map50_95"], b["latency_ms"]) != (a["map50_95"], a["latency_ms"])
+            )
     assert front == non_dominated(rows, "map50_95")
     for name in ("history.csv", "pareto.csv", "pareto.json", "pareto.png"):
         assert (tmp_path / name).exists()
@@ -77,15 +100,43 @@ def tiny_search_inputs(tmp_path_factory, tiny_data):
 
 def _args(inputs, data, out, *extra):
     yaml_path, lut = inputs
-    return ["--weights", yaml_path, "--data", data, "--lut", lut, "--population", 4, "--generations", 2, "--calib-batches", 1, "--out", out, *extra]
+    return [
+        "--weights",
+        yaml_path,
+        "--data",
+        data,
+        "--lut",
+        lut,
+        "--population",
+        4,
+        "--generations",
+        2,
+        "--calib-batches",
+        1,
+        "--out",
+        out,
+        *extra,
+    ]
 
 
 def test_search_tool_end_to_end(tiny_search_inputs, tiny_data, tmp_path):
     """Ranked on 2 of the 4 val images; the front is re-scored on all 4, as `yolo val` of its files scores it."""
     out = tmp_path / "s"
-    proc = tool("search.py", *_args(tiny_search_inputs, tiny_data, out, "--latency-budget", 1000, "--val-images", 2), cwd=tmp_path)
+    proc = tool(
+        "search.py",
+        *_args(tiny_search_inputs, tiny_data, out, "--latency-budget", 1000, "--val-images", 2),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.output
-    for name in ("history.csv", "pareto.csv", "pareto.json", "pareto.png", "best/arch.json", "best/model.yaml", "best/model.pt"):
+    for name in (
+        "history.csv",
+        "pareto.csv",
+        "pareto.json",
+        "pareto.png",
+        "best/arch.json",
+        "best/model.yaml",
+        "best/model.pt",
+    ):
         assert (out / name).exists(), name
     front = json.loads((out / "pareto.json").read_text())["front"]
     assert front and all((out / "front" / str(i) / "model.pt").exists() for i in range(len(front)))
@@ -101,26 +152,43 @@ def test_search_tool_end_to_end(tiny_search_inputs, tiny_data, tmp_path):
 
     for i, row in enumerate(front):
         assert json.loads((out / "front" / str(i) / "arch.json").read_text()) == row["arch"]
-        metrics = YOLO(str(out / "front" / str(i) / "model.pt")).val(data=str(tiny_data), plots=False, verbose=False, project=str(tmp_path), name=f"v{i}")
+        metrics = YOLO(str(out / "front" / str(i) / "model.pt")).val(
+            data=str(tiny_data), plots=False, verbose=False, project=str(tmp_path), name=f"v{i}"
+        )
         assert abs(metrics.box.map - row["map50_95"]) < 0.005 and abs(metrics.box.map50 - row["map50"]) < 0.005
 
 
 def test_infeasible_budget_says_so_and_fails(tiny_search_inputs, tiny_data, tmp_path):
-    proc = tool("search.py", *_args(tiny_search_inputs, tiny_data, tmp_path / "s", "--params-budget", 1e-6), cwd=tmp_path)
+    proc = tool(
+        "search.py", *_args(tiny_search_inputs, tiny_data, tmp_path / "s", "--params-budget", 1e-6), cwd=tmp_path
+    )
     assert proc.returncode == 2
     assert "no evaluated subnet meets the budgets {'params': 1.0}: the fastest of" in proc.stderr
     assert (tmp_path / "s" / "history.csv").exists() and not (tmp_path / "s" / "best").exists()
 
 
-def test_budget_below_the_smallest_subnet_and_missing_cuda_are_refused_before_work(tiny_search_inputs, tiny_data, tmp_path):
-    low = tool("search.py", *_args(tiny_search_inputs, tiny_data, tmp_path / "s", "--latency-budget", 0.001), cwd=tmp_path)
-    assert low.returncode == 2 and "--latency-budget 0.001 ms is below the smallest subnet's predicted latency" in low.stderr
+def test_budget_below_the_smallest_subnet_and_missing_cuda_are_refused_before_work(
+    tiny_search_inputs, tiny_data, tmp_path
+):
+    low = tool(
+        "search.py", *_args(tiny_search_inputs, tiny_data, tmp_path / "s", "--latency-budget", 0.001), cwd=tmp_path
+    )
+    assert (
+        low.returncode == 2
+        and "--latency-budget 0.001 ms is below the smallest subnet's predicted latency" in low.stderr
+    )
     assert not (tmp_path / "s" / "history.csv").exists()
     import torch
 
     if not torch.cuda.is_available():
-        cuda = tool("search.py", *_args(tiny_search_inputs, tiny_data, tmp_path / "c", "--device", "cuda:0"), cwd=tmp_path)
-        assert cuda.returncode == 2 and cuda.stderr.strip() == "search.py: error: --device cuda:0 asks for CUDA, but torch sees no CUDA device here; use --device cpu."
+        cuda = tool(
+            "search.py", *_args(tiny_search_inputs, tiny_data, tmp_path / "c", "--device", "cuda:0"), cwd=tmp_path
+        )
+        assert (
+            cuda.returncode == 2
+            and cuda.stderr.strip()
+            == "search.py: error: --device cuda:0 asks for CUDA, but torch sees no CUDA device here; use --device cpu."
+        )
 
 
 @pytest.mark.parametrize(
@@ -138,7 +206,18 @@ def test_search_tool_bad_arguments(tiny_search_inputs, tiny_data, tmp_path, extr
 
 def test_search_tool_refuses_bad_inputs_before_work(tiny_search_inputs, tiny_data, tmp_path):
     yaml_path, lut = tiny_search_inputs
-    foreign = tool("search.py", "--weights", SUPERNET_YAML, "--data", tiny_data, "--lut", lut, "--out", tmp_path / "a", cwd=tmp_path)
+    foreign = tool(
+        "search.py",
+        "--weights",
+        SUPERNET_YAML,
+        "--data",
+        tiny_data,
+        "--lut",
+        lut,
+        "--out",
+        tmp_path / "a",
+        cwd=tmp_path,
+    )
     assert foreign.returncode == 2 and "was built for another supernet" in foreign.stderr
     blocked = tmp_path / "file"
     blocked.write_text("")
@@ -146,7 +225,9 @@ def test_search_tool_refuses_bad_inputs_before_work(tiny_search_inputs, tiny_dat
     assert unwritable.returncode == 2 and "is not writable" in unwritable.stderr
     other = tmp_path / "yolov8n-c80-supernet.yaml"
     other.write_text(TINY_SUPERNET.format(nc=80))
-    classes = tool("search.py", "--weights", other, "--data", tiny_data, "--lut", lut, "--out", tmp_path / "c", cwd=tmp_path)
+    classes = tool(
+        "search.py", "--weights", other, "--data", tiny_data, "--lut", lut, "--out", tmp_path / "c", cwd=tmp_path
+    )
     assert classes.returncode == 2 and "was built for another supernet" in classes.stderr  # the table times 6 classes
 
 
@@ -156,20 +237,58 @@ def test_resume_refuses_a_corrupt_history(tiny_search_inputs, tiny_data, tmp_pat
     assert first.returncode == 0, first.output
     lines = (out / "history.csv").read_text().splitlines()
     (out / "history.csv").write_text("\n".join([*lines[:2], lines[2][: len(lines[2]) // 2]]) + "\n")  # cut mid-row
-    resumed = tool("search.py", *_args(tiny_search_inputs, tiny_data, out, "--generations", 2, "--resume"), cwd=tmp_path)
+    resumed = tool(
+        "search.py", *_args(tiny_search_inputs, tiny_data, out, "--generations", 2, "--resume"), cwd=tmp_path
+    )
     assert resumed.returncode == 2 and "Traceback" not in resumed.stderr
     assert resumed.stderr.startswith(f"search.py: error: {out / 'history.csv'} is corrupt at line 3 (")
-    assert resumed.stderr.strip().endswith("it cannot be resumed: move it away (the search starts again) or resume from a backup.")
+    assert resumed.stderr.strip().endswith(
+        "it cannot be resumed: move it away (the search starts again) or resume from a backup."
+    )
 
 
 def test_resume_refuses_settings_that_change_the_evaluated_rows(tiny_search_inputs, tiny_data, tmp_path):
     out = tmp_path / "s"
-    first = tool("search.py", *_args(tiny_search_inputs, tiny_data, out, "--latency-budget", 1000, "--generations", 1), cwd=tmp_path)
+    first = tool(
+        "search.py",
+        *_args(tiny_search_inputs, tiny_data, out, "--latency-budget", 1000, "--generations", 1),
+        cwd=tmp_path,
+    )
     assert first.returncode == 0, first.output
     kept = (out / "search_args.json").read_text()
-    other = tool("search.py", *_args(tiny_search_inputs, tiny_data, out, "--latency-budget", 1.0, "--generations", 2, "--resume"), cwd=tmp_path)
+    other = tool(
+        "search.py",
+        *_args(tiny_search_inputs, tiny_data, out, "--latency-budget", 1.0, "--generations", 2, "--resume"),
+        cwd=tmp_path,
+    )
     assert other.returncode == 2
-    assert "cannot resume the search in" in other.stderr and "with --latency-budget 1.0: it ran with 1000.0" in other.stderr
+    assert (
+        "cannot resume the search in" in other.stderr
+        and "with --latency-budget 1.0: it ran with 1000.0" in other.stderr
+    )
     assert (out / "search_args.json").read_text() == kept  # the original settings are kept
-    same = tool("search.py", *_args(tiny_search_inputs, tiny_data, out, "--latency-budget", 1000, "--generations", 2, "--resume"), cwd=tmp_path)
+    same = tool(
+        "search.py",
+        *_args(tiny_search_inputs, tiny_data, out, "--latency-budget", 1000, "--generations", 2, "--resume"),
+        cwd=tmp_path,
+    )
     assert same.returncode == 0, same.output
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (dict(population=3), "--population must be >= 4, got 3."),
+        (dict(latency="guess"), "--latency 'guess' is not allowed; choose from ['lut', 'measure']."),
+        (dict(val_images=0), "--val-images must be >= 1, got 0."),
+    ],
+)
+def test_keyword_api_checks_every_setting_before_loading_anything(tmp_path, option, message):
+    """The library owns the checks (tools/search.py only parses): nothing is read, so the paths need not exist."""
+    from nas_plugin.errors import NASError
+    from nas_plugin.search_job import run_search_job
+
+    with pytest.raises(NASError) as e:
+        run_search_job("missing.pt", "missing.yaml", "missing.json", tmp_path / "s", **option)
+    assert str(e.value) == message
+    assert not (tmp_path / "s" / "search_args.json").exists()

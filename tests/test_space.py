@@ -81,7 +81,11 @@ def _bad(space, path, value):
         (("backbone", 0, "kernel", 1), 4, "arch['backbone'][0]['kernel'][1] = 4 is not allowed; choose from [3, 5, 7]"),
         (("backbone", 2, "expand", 0), 0, "arch['backbone'][2]['expand'][0] = 0 is not allowed; choose from [3, 4, 6]"),
         (("backbone", 1, "depth"), 5, "arch['backbone'][1]['depth'] = 5 is not allowed; choose from [2, 3, 4]"),
-        (("head", 3, "act"), "gelu", "arch['head'][3]['act'] = 'gelu' is not allowed; choose from ['relu', 'leakyrelu', 'mish']"),
+        (
+            ("head", 3, "act"),
+            "gelu",
+            "arch['head'][3]['act'] = 'gelu' is not allowed; choose from ['relu', 'leakyrelu', 'mish']",
+        ),
         (("backbone", 0, "expand"), KeyError, "arch['backbone'][0] is missing ['expand']"),
         (("head", 0, "width"), 2, "arch['head'][0] has unknown key(s) ['width']"),
         (("backbone", 0, "kernel"), [3, 3], "arch['backbone'][0]['kernel'] = [3, 3] must be a list of 4 values"),
@@ -119,5 +123,3 @@ def test_load_arch_specs(space, tmp_path):
         S.load_arch(str(f), space)
     with pytest.raises(NASError, match="neither 'max', 'min', 'random' nor an existing JSON file"):
         S.load_arch(str(tmp_path / "missing.json"), space)
-
-

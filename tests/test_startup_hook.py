@@ -247,7 +247,9 @@ def _venv(path):
 
 
 def _check_install_and_uninstall(python, wheel, cwd):
-    purelib = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd).stdout.strip())
+    purelib = Path(
+        _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd).stdout.strip()
+    )
     pip = [sys.executable, "-m", "pip", "--python", str(python)]
     _run([*pip, "install", "--no-deps", "--no-index", str(wheel)], cwd)
     assert (purelib / PTH.name).read_text() == PTH.read_text()
@@ -264,7 +266,10 @@ def _check_install_and_uninstall(python, wheel, cwd):
 def test_wheel_and_editable_wheel_ship_the_pth(project_copy, tmp_path):
     python = _venv(tmp_path / "venv")
     dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(project_copy)], tmp_path)
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(project_copy)],
+        tmp_path,
+    )
     (wheel,) = dist.glob("nas_plugin-*.whl")
     _check_install_and_uninstall(python, wheel, tmp_path)
 
@@ -274,4 +279,3 @@ def test_wheel_and_editable_wheel_ship_the_pth(project_copy, tmp_path):
     build = f"import setuptools.build_meta as b; print(b.build_editable({str(edist)!r}))"
     (ewheel,) = edist.glob(_run([sys.executable, "-c", build], project_copy).stdout.strip().splitlines()[-1])
     _check_install_and_uninstall(python, ewheel, tmp_path)
-

@@ -5,6 +5,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from nas_plugin.errors import NASError
 from nas_plugin.synthetic_data import SHAPES, make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +70,7 @@ def test_deterministic_by_seed(tmp_path):
 def test_refuses_non_empty_dir_unless_exist_ok(tmp_path):
     out = tmp_path / "ds"
     make_dataset(out, **SMALL)
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(NASError, match="not empty"):
         make_dataset(out, **SMALL)
     # Overwriting with fewer images must not leave stale files behind.
     make_dataset(out, exist_ok=True, train=2, val=1, imgsz=64)
@@ -97,8 +98,13 @@ def test_bad_arguments(tmp_path, kwargs, match):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "tools/make_dataset.py", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "tools/make_dataset.py", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_cli_writes_dataset(tmp_path):

@@ -1,4 +1,5 @@
-"""Supernet training in the stock trainer: config validation, deterministic sampling, CLI run, resume, BN calibration."""
+"""Supernet training in the stock trainer: config validation, deterministic sampling, CLI run, resume, BN
+calibration."""
 
 import csv
 import signal
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SUPERNET_FILE, SUPERNET_YAML, TINY_SUPERNET, yolo
 
+from helpers import SUPERNET_FILE, SUPERNET_YAML, TINY_SUPERNET, yolo
 from nas_plugin import space as S
 from nas_plugin.calibration import calibration_batches, recalibrate_bn
 from nas_plugin.errors import NASError
@@ -21,14 +22,24 @@ from nas_plugin.training import cycle, distillation_loss, parse_nas_config, phas
 @pytest.mark.parametrize(
     "block, message",
     [
-        ({"sampler": "greedy"}, "nas: sampler='greedy' in y.yaml is not allowed; sampler must be one of ['sandwich', 'uniform']"),
+        (
+            {"sampler": "greedy"},
+            "nas: sampler='greedy' in y.yaml is not allowed; sampler must be one of ['sandwich', 'uniform']",
+        ),
         ({"num_random": -1}, "nas: num_random=-1 in y.yaml is not allowed; num_random must be an integer >= 0"),
         ({"distill": -0.5}, "nas: distill=-0.5 in y.yaml is not allowed; distill must be a finite number >= 0"),
         ({"distill": float("inf")}, "nas: distill=inf in y.yaml is not allowed; distill must be a finite number >= 0"),
         ({"same_batch": 1}, "nas: same_batch=1 in y.yaml is not allowed; same_batch must be true or false"),
         ({"zero_init": "yes"}, "nas: zero_init='yes' in y.yaml is not allowed; zero_init must be true or false"),
-        ({"init": "last.yaml"}, "nas: init='last.yaml' in y.yaml is not allowed; init must be a path to a .pt checkpoint"),
-        ({"phases": [["max", 0.5], ["all", 0.6]]}, "nas: phases=[['max', 0.5], ['all', 0.6]] in y.yaml is not allowed; phases must be a list of [name, epoch fraction] pairs: fractions > 0 that sum to 1"),
+        (
+            {"init": "last.yaml"},
+            "nas: init='last.yaml' in y.yaml is not allowed; init must be a path to a .pt checkpoint",
+        ),
+        (
+            {"phases": [["max", 0.5], ["all", 0.6]]},
+            "nas: phases=[['max', 0.5], ['all', 0.6]] in y.yaml is not allowed; "
+            "phases must be a list of [name, epoch fraction] pairs: fractions > 0 that sum to 1",
+        ),
         ({"phases": [["all", 0.5], ["max", 0.5]]}, "'max' only first, 'all' last"),
         ({"phases": [["max", 0.5], ["kernel", 0.0], ["all", 0.5]]}, "fractions > 0"),
         ({"phases": "max"}, "nas: phases='max' in y.yaml is not allowed"),
@@ -47,7 +58,13 @@ def test_nas_block_must_be_a_mapping():
 
 
 def test_phase_names_are_checked_against_the_space(space):
-    with pytest.raises(NASError, match=r"nas: phases name 'width' in y.yaml is not allowed; phase names are \['max', 'neck', 'all', 'depth', 'kernel', 'expand'\]"):
+    with pytest.raises(
+        NASError,
+        match=(
+            r"nas: phases name 'width' in y.yaml is not allowed; phase names are "
+            r"\['max', 'neck', 'all', 'depth', 'kernel', 'expand'\]"
+        ),
+    ):
         parse_nas_config({"phases": [["width", 0.5], ["all", 0.5]]}, "y.yaml", space)
 
 
@@ -69,7 +86,9 @@ def test_same_batch_trains_the_whole_cycle_on_every_batch(space):
 
 
 def test_phases_switch_at_their_epochs_and_widen_the_space(space):
-    cfg = parse_nas_config({"phases": [["max", 0.3], ["kernel", 0.2], ["depth", 0.2], ["all", 0.3]], "same_batch": True}, "y", space)
+    cfg = parse_nas_config(
+        {"phases": [["max", 0.3], ["kernel", 0.2], ["depth", 0.2], ["all", 0.3]], "same_batch": True}, "y", space
+    )
     assert phase_ends(cfg, 10) == [3, 5, 7, 10]
     assert [phase_at(cfg, e, 10) for e in range(10)] == [0, 0, 0, 1, 1, 2, 2, 3, 3, 3]
     largest = S.max_arch(space)
@@ -129,13 +148,29 @@ def _rows(path):
 
 
 def _train_args(data, project, name, epochs, model=SUPERNET_YAML):
-    return ["train", f"model={model}", f"data={data}", f"epochs={epochs}", "imgsz=64", "batch=4", "workers=0",
-            "device=cpu", "plots=False", f"project={project}", f"name={name}", "exist_ok=True"]  # fmt: skip
+    return [
+        "train",
+        f"model={model}",
+        f"data={data}",
+        f"epochs={epochs}",
+        "imgsz=64",
+        "batch=4",
+        "workers=0",
+        "device=cpu",
+        "plots=False",
+        f"project={project}",
+        f"name={name}",
+        "exist_ok=True",
+    ]
 
 
 def test_yolo_train_runs_the_sandwich_with_distillation(tiny_data, tmp_path):
     cfg = tmp_path / "yolov8n-kd-supernet.yaml"
-    cfg.write_text(SUPERNET_FILE.read_text().replace("nc: 80", "nas:\n  num_random: 1\n  distill: 0.5\n  phases: [[all, 1.0]]\nnc: 80", 1))
+    cfg.write_text(
+        SUPERNET_FILE.read_text().replace(
+            "nc: 80", "nas:\n  num_random: 1\n  distill: 0.5\n  phases: [[all, 1.0]]\nnc: 80", 1
+        )
+    )
     proc = yolo(*_train_args(tiny_data, tmp_path, "kd", 2, cfg), "nbs=12", cwd=tmp_path)
     assert proc.returncode == 0, proc.output
     assert "nas: sandwich sampler, one subnet per batch cycling ['max', 'min', 'random']" in proc.output
@@ -165,12 +200,17 @@ def test_a_bad_nas_block_stops_yolo_train_before_the_dataset_scan(tiny_data, tmp
     cfg.write_text(SUPERNET_FILE.read_text().replace("nc: 80", "nas:\n  distill: -1\nnc: 80", 1))
     proc = yolo(*_train_args(tiny_data, tmp_path, "bad", 1, cfg), cwd=tmp_path)
     assert proc.returncode != 0 and "Scanning" not in proc.output
-    assert proc.output.strip().splitlines()[-1].endswith(
-        "nas: distill=-1 in yolov8n-bad-supernet.yaml is not allowed; distill must be a finite number >= 0."
+    assert (
+        proc.output.strip()
+        .splitlines()[-1]
+        .endswith("nas: distill=-1 in yolov8n-bad-supernet.yaml is not allowed; distill must be a finite number >= 0.")
     )
 
 
-RECIPE = "nas:\n  same_batch: true\n  num_random: 1\n  distill: 0.5\n  zero_init: true\n  phases: [[max, 0.34], [kernel, 0.33], [all, 0.33]]\nnc: 80"
+RECIPE = (
+    "nas:\n  same_batch: true\n  num_random: 1\n  distill: 0.5\n  zero_init: true\n"
+    "  phases: [[max, 0.34], [kernel, 0.33], [all, 0.33]]\nnc: 80"
+)
 
 
 def test_killed_run_resumes_the_same_phases_and_subnets(tiny_data, tmp_path):
@@ -179,7 +219,10 @@ def test_killed_run_resumes_the_same_phases_and_subnets(tiny_data, tmp_path):
     args = _train_args(tiny_data, tmp_path, "full", 3, cfg)
     full = yolo(*args, cwd=tmp_path)
     assert full.returncode == 0, full.output
-    assert "the cycle ['max', 'min', 'random'] on every batch (same_batch), distill=0.5, phases: max to epoch 1, kernel to epoch 2, all to epoch 3" in full.output
+    assert (
+        "the cycle ['max', 'min', 'random'] on every batch (same_batch), distill=0.5, "
+        "phases: max to epoch 1, kernel to epoch 2, all to epoch 3"
+    ) in full.output
     assert "nas: zero-initialised the last BatchNorm gamma of" in full.output
     rows = _rows(tmp_path / "full" / "nas_subnets.csv")
     by_epoch = {e: [r["subnet"] for r in rows if r["epoch"] == e] for e in ("1", "2", "3")}
@@ -203,7 +246,9 @@ def test_killed_run_resumes_the_same_phases_and_subnets(tiny_data, tmp_path):
     assert "zero-initialised" not in resumed.output  # the resumed run keeps its trained weights
     seq = [(r["epoch"], r["batch"], r["subnet"], r["arch_code"]) for r in _rows(run / "nas_subnets.csv")]
     assert seq == [(r["epoch"], r["batch"], r["subnet"], r["arch_code"]) for r in rows]
-    assert [(r["epoch"], r["subnet"]) for r in _rows(run / "nas_epochs.csv")] == [(r["epoch"], r["subnet"]) for r in _rows(tmp_path / "full" / "nas_epochs.csv")]
+    assert [(r["epoch"], r["subnet"]) for r in _rows(run / "nas_epochs.csv")] == [
+        (r["epoch"], r["subnet"]) for r in _rows(tmp_path / "full" / "nas_epochs.csv")
+    ]
 
 
 def _tiny(tmp_path, nc=2):
@@ -253,7 +298,7 @@ def test_same_batch_sandwich_puts_every_subnet_and_detached_distillation_into_on
     model.zero_grad()  # the same step by hand: each subnet's loss, the students against the largest's detached output
     stock = model.init_criterion()
     total, teacher = 0, None
-    for kind, arch in state.batch:
+    for _kind, arch in state.batch:
         set_arch(model, arch)
         preds = model(batch["img"])
         total = total + stock(preds, batch)[0].sum()
@@ -275,7 +320,9 @@ def test_one_subnet_per_batch_distils_from_a_no_grad_teacher(tmp_path):
     loss, _ = criterion(model(batch["img"]), batch)
     assert loss.shape == (4,) and loss[3] > 0
     loss[3].backward()  # the distillation term alone: only weights the smallest subnet uses get gradients
-    assert model.model[1].blocks[1].expand.conv.weight.grad is None  # depth 1 of 2: the second block is the teacher's only
+    assert (
+        model.model[1].blocks[1].expand.conv.weight.grad is None
+    )  # depth 1 of 2: the second block is the teacher's only
 
 
 def test_zero_init_zeroes_the_last_gamma_of_residual_blocks_only(tmp_path):
@@ -290,7 +337,6 @@ def test_zero_init_zeroes_the_last_gamma_of_residual_blocks_only(tmp_path):
 
 def test_zero_init_covers_the_csp_supernets_shortcut_bottlenecks():
     from helpers import CSP_SUPERNET_FILE
-
     from nas_plugin.modules import ElasticC2f
     from nas_plugin.supernet import load_supernet
     from nas_plugin.training import zero_init_residuals
@@ -313,7 +359,13 @@ def test_init_loads_the_largest_subnet_and_refuses_another_class_count(tmp_path)
     load_init(fresh, str(tmp_path / "max" / "model.pt"))
     for k, v in trained.state_dict().items():
         torch.testing.assert_close(fresh.state_dict()[k], v)
-    with pytest.raises(NASError, match=r"nas: init=.* does not match the supernet of y.yaml: its 'model.6.cv3.0.2.weight' has shape \(2, 16, 1, 1\), the supernet's has shape \(3, 16, 1, 1\)"):
+    with pytest.raises(
+        NASError,
+        match=(
+            r"nas: init=.* does not match the supernet of y.yaml: its 'model.6.cv3.0.2.weight' has shape "
+            r"\(2, 16, 1, 1\), the supernet's has shape \(3, 16, 1, 1\)"
+        ),
+    ):
         load_init(_tiny(tmp_path, nc=3), str(tmp_path / "max" / "model.pt"), "y.yaml")
     with pytest.raises(NASError, match="nas: init='nope.pt' in y.yaml does not exist"):
         load_init(fresh, "nope.pt", "y.yaml")

@@ -2,13 +2,14 @@
 """Build a latency lookup table for a supernet on this machine's device.
 
     python tools/build_lut.py --model SUPERNET(.yaml|.pt) --imgsz N --backend {openvino,onnxruntime,tensorrt}
-        [--device CPU] [--precision f32|f16|bf16] [--threads N] [--batch 1] [--calib-subnets 20] [--rounds 10] --out LUT.json [--resume]
+        [--device CPU] [--precision f32|f16|bf16] [--threads N] [--batch 1] [--calib-subnets 20] [--rounds 10]
+        --out LUT.json [--resume]
 
 Measures every distinct block choice x input shape of the supernet at that image size plus its fixed layers, each
 exported to ONNX (simplified with onnxslim), then times --calib-subnets whole random subnets to fit the line that
 corrects per-block sums for call overhead and cross-block fusion. All timings are relative to a reference subnet
-timed in the same rounds, which cancels the drift in machine speed between entries, builds and validations. The table is saved after every entry; --resume
-continues an interrupted build.
+timed in the same rounds, which cancels the drift in machine speed between entries, builds and validations. The table is
+saved after every entry; --resume continues an interrupted build.
 """
 
 import argparse
@@ -25,8 +26,15 @@ def main(argv=None):
     p.add_argument("--precision", default="f32", help="f32 (default), f16 or bf16, as the backend supports")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's latency default)")
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--calib-subnets", type=int, default=20, help="random whole subnets (besides max and min) timed to calibrate sums (0 = no calibration)")
-    p.add_argument("--rounds", type=int, default=10, help="timing rounds per entry (10 calls each, against the reference)")
+    p.add_argument(
+        "--calib-subnets",
+        type=int,
+        default=20,
+        help="random whole subnets (besides max and min) timed to calibrate sums (0 = no calibration)",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=10, help="timing rounds per entry (10 calls each, against the reference)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output LUT JSON")
     p.add_argument("--resume", action="store_true", help="continue an interrupted build of --out")
@@ -39,12 +47,25 @@ def main(argv=None):
     from nas_plugin.supernet import load_supernet
 
     if args.imgsz < 32 or args.batch < 1 or args.calib_subnets < 0 or args.rounds < 1:
-        raise NASError(f"need --imgsz >= 32, --batch >= 1, --calib-subnets >= 0 and --rounds >= 1, got {args.imgsz}, {args.batch}, {args.calib_subnets}, {args.rounds}.")
+        raise NASError(
+            "need --imgsz >= 32, --batch >= 1, --calib-subnets >= 0 and --rounds >= 1, "
+            f"got {args.imgsz}, {args.batch}, {args.calib_subnets}, {args.rounds}."
+        )
     check_writable(args.out, "--out", is_dir=False)
     backend = get_backend(args.backend, args.device, args.precision, args.threads)
     supernet = load_supernet(args.model)
-    lut = build_lut(supernet, args.imgsz, backend, args.out, batch=args.batch, resume=args.resume,
-                    calib_subnets=args.calib_subnets, rounds=args.rounds, seed=args.seed, source=args.model)  # fmt: skip
+    lut = build_lut(
+        supernet,
+        args.imgsz,
+        backend,
+        args.out,
+        batch=args.batch,
+        resume=args.resume,
+        calib_subnets=args.calib_subnets,
+        rounds=args.rounds,
+        seed=args.seed,
+        source=args.model,
+    )
     cal = lut["calibration"]
     line = f"latency = {cal['scale']:.3f} x sum + {cal['offset_us']:.0f} us" if cal else "no calibration"
     print(f"{len(lut['entries'])} entries written to {args.out} ({line})")

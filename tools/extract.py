@@ -18,10 +18,16 @@ from nas_plugin.cli import run
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", required=True, help="supernet checkpoint (.pt) or supernet model YAML")
-    p.add_argument("--arch", default="max", help="max, min, random, a name from the supernet YAML's archs: (e.g. yolov8n), or an arch JSON file")
+    p.add_argument(
+        "--arch",
+        default="max",
+        help="max, min, random, a name from the supernet YAML's archs: (e.g. yolov8n), or an arch JSON file",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for --arch random")
     p.add_argument("--out", required=True, help="output directory (new or empty, unless --force)")
-    p.add_argument("--force", action="store_true", help="replace arch.json, model.yaml and model.pt in a non-empty --out")
+    p.add_argument(
+        "--force", action="store_true", help="replace arch.json, model.yaml and model.pt in a non-empty --out"
+    )
     p.add_argument("--data", help="dataset YAML whose training images recalibrate BatchNorm (never its val images)")
     p.add_argument("--imgsz", type=int, help="calibration image size (default: the checkpoint's training imgsz)")
     p.add_argument("--calib-batches", type=int, default=8, help="calibration batches (default 8)")

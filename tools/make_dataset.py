@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from nas_plugin.cli import run
-from nas_plugin.errors import NASError
 from nas_plugin.synthetic_data import PRESETS, SHAPES, make_dataset
 
 
@@ -21,16 +20,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--val", type=int, default=16, help="number of validation images (>= 1)")
     p.add_argument("--imgsz", type=int, default=128, help="image side in pixels (>= 32, multiple of 32)")
     p.add_argument("--seed", type=int, default=0, help="random seed (>= 0); same seed gives identical files")
-    p.add_argument("--classes", type=_classes, default=None,
-                   help=f"a count, or comma-separated names from: {','.join(SHAPES)} (default: all)")
+    p.add_argument(
+        "--classes",
+        type=_classes,
+        default=None,
+        help=f"a count, or comma-separated names from: {','.join(SHAPES)} (default: all)",
+    )
     p.add_argument("--preset", default="standard", help=f"difficulty, one of {', '.join(PRESETS)} (default: standard)")
     p.add_argument("--exist-ok", action="store_true", help="overwrite the dataset in a non-empty --out")
     args = p.parse_args(argv)
-    try:
-        path = make_dataset(args.out, train=args.train, val=args.val, imgsz=args.imgsz, seed=args.seed,
-                            classes=args.classes, exist_ok=args.exist_ok, preset=args.preset)
-    except FileExistsError as e:
-        raise NASError(str(e)) from None
+    path = make_dataset(
+        args.out,
+        train=args.train,
+        val=args.val,
+        imgsz=args.imgsz,
+        seed=args.seed,
+        classes=args.classes,
+        exist_ok=args.exist_ok,
+        preset=args.preset,
+    )
     print(path)
 
 

@@ -11,10 +11,9 @@ work with stock `yolo val/predict/export/train`. --resume continues a killed sea
 """
 
 import argparse
-from pathlib import Path
 
 from nas_plugin.cli import run
-from nas_plugin.search import CALIB_BATCHES
+from nas_plugin.search import CALIB_BATCHES, GENERATIONS, LATENCY_MODES, OBJECTIVES, POPULATION, VAL_IMAGES
 
 
 def main(argv=None):
@@ -25,44 +24,34 @@ def main(argv=None):
     p.add_argument("--latency-budget", type=float, help="latency limit in ms (hard constraint)")
     p.add_argument("--params-budget", type=float, help="parameter limit in millions (optional)")
     p.add_argument("--gflops-budget", type=float, help="GFLOPs limit (optional)")
-    p.add_argument("--population", type=int, default=50)
-    p.add_argument("--generations", type=int, default=20)
+    p.add_argument("--population", type=int, default=POPULATION)
+    p.add_argument("--generations", type=int, default=GENERATIONS)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--objective", default="map50_95", help="map50_95 (default) or map50")
-    p.add_argument("--calib-batches", type=int, default=CALIB_BATCHES, help=f"train batches of 16 for BN recalibration (default {CALIB_BATCHES})")
-    p.add_argument("--val-images", type=int, default=500, help="rank on a seeded subset of N val images, the front re-scored on all (default 500)")
-    p.add_argument("--latency", default="lut", help="lut (default: predicted) or measure (whole subnets timed)")
+    p.add_argument("--objective", default=OBJECTIVES[0], help=f"one of {list(OBJECTIVES)} (default {OBJECTIVES[0]})")
+    p.add_argument(
+        "--calib-batches",
+        type=int,
+        default=CALIB_BATCHES,
+        help=f"train batches of 16 for BN recalibration (default {CALIB_BATCHES})",
+    )
+    p.add_argument(
+        "--val-images",
+        type=int,
+        default=VAL_IMAGES,
+        help=f"rank on a seeded subset of N val images, the front re-scored on all (default {VAL_IMAGES})",
+    )
+    p.add_argument(
+        "--latency", default=LATENCY_MODES[0], help="lut (default: predicted) or measure (whole subnets timed)"
+    )
     p.add_argument("--device", default="cpu", help="device for accuracy evaluation")
     p.add_argument("--out", required=True)
     p.add_argument("--resume", action="store_true", help="continue the search in --out")
     args = p.parse_args(argv)
 
-    from nas_plugin.errors import NASError
-    from nas_plugin.files import check_writable
-    from nas_plugin.search import OBJECTIVES
+    from nas_plugin.search_job import run_search_job
 
-    checks = [
-        (args.latency_budget is None or args.latency_budget > 0, f"--latency-budget must be > 0 ms, got {args.latency_budget}."),
-        (args.params_budget is None or args.params_budget > 0, f"--params-budget must be > 0 (millions), got {args.params_budget}."),
-        (args.gflops_budget is None or args.gflops_budget > 0, f"--gflops-budget must be > 0, got {args.gflops_budget}."),
-        (args.population >= 4, f"--population must be >= 4, got {args.population}."),
-        (args.generations >= 1, f"--generations must be >= 1, got {args.generations}."),
-        (args.objective in OBJECTIVES, f"--objective {args.objective!r} is not allowed; choose from {list(OBJECTIVES)}."),
-        (args.latency in ("lut", "measure"), f"--latency {args.latency!r} is not allowed; choose from ['lut', 'measure']."),
-        (args.calib_batches >= 1, f"--calib-batches must be >= 1, got {args.calib_batches}."),
-        (args.val_images is None or args.val_images >= 1, f"--val-images must be >= 1, got {args.val_images}."),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise NASError(message)
-    out = Path(args.out)
-    check_writable(out, "--out")
-    if (out / "history.csv").exists() and not args.resume:
-        raise NASError(f"{out} already holds a search (history.csv); pass --resume to continue it, or choose another --out.")
-
-    from nas_plugin.search_job import run_job
-
-    run_job(args, out)
+    options = {k: v for k, v in vars(args).items() if k not in ("weights", "data", "lut", "out")}
+    run_search_job(args.weights, args.data, args.lut, args.out, **options)
 
 
 if __name__ == "__main__":

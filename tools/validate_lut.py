@@ -36,9 +36,18 @@ def main(argv=None):
     supernet = load_supernet(args.model)
     lut = load_lut(args.lut, fingerprint(supernet))
     r = validate_lut(supernet, lut, args.samples, args.seed, args.rounds, args.out)
-    print(f"\n{r['subnets']} subnets on {r['lut']['backend']} {r['lut']['device']} ({r['lut']['device_name']}), {r['lut']['precision']}, imgsz {r['lut']['imgsz']}:")
+    print(
+        f"\n{r['subnets']} subnets on {r['lut']['backend']} {r['lut']['device']} ({r['lut']['device_name']}), "
+        f"{r['lut']['precision']}, imgsz {r['lut']['imgsz']}:"
+    )
     print(f"  within ±10%: {r['within_10pct']:.1%}   MAPE: {r['mape']:.2%}   Spearman: {r['spearman']:.4f}")
-    print("  worst: " + "; ".join(f"{w['name']} {w['predicted_us'] / 1000:.2f} vs {w['measured_us'] / 1000:.2f} ms ({w['error']:+.1%})" for w in r["worst"]))
+    print(
+        "  worst: "
+        + "; ".join(
+            f"{w['name']} {w['predicted_us'] / 1000:.2f} vs {w['measured_us'] / 1000:.2f} ms ({w['error']:+.1%})"
+            for w in r["worst"]
+        )
+    )
     if args.out:
         print(f"  written {args.out}/lut_validation.json and lut_validation.png")
 
