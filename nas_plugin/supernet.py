@@ -60,7 +60,7 @@ def named_archs(model):
 
 def layer_units(model, arch):
     """[(elastic layer, its unit)] pairing the elastic layers of `model` with the units of an arch (or of the space:
-    the same shape) in gene order; every consumer of an arch pairs layers and units through this."""
+    the same shape) in gene order. Torch-free readers (`lut`) use the `layer` index each space unit records."""
     return [(m, unit) for (_, _, m), (_, _, unit) in zip(elastic_layers(model), units(arch))]
 
 
