@@ -2,12 +2,15 @@
 """Cost of the search on the demo dataset: one subnet evaluation, and a population x generations search.
 
     python benchmarks/bench_search.py [--weights SUPERNET.pt] [--data DATA.yaml] [--lut LUT.json] [--imgsz 160]
-        [--evals 8] [--val 100] [--calib-batches 2] [--population 50] [--generations 20] [--run-search]
+        [--evals 8] [--val 100] [--calib-batches 2] [--population 50] [--generations 20]
+        [--run-search [--workers 1,2] [--repeats 2]]
 
 Times `--evals` subnet evaluations (extract + BN recalibration on --calib-batches x 16 train images + stock
 validation on the val split) split into their parts, and estimates a population x generations search from them
 (NSGA-II evaluates about `population` new subnets per generation; duplicates are skipped). With --run-search it
-also runs the search for real with tools/search.py (building a LUT first unless --lut is given). Without --data it
+also runs the search for real (`run_search_job`, what tools/search.py runs; a LUT is built first unless --lut is
+given) with each `--workers` count, `--repeats` times in alternating order, and checks that every run found the
+same history and front. Without --data it
 makes the demo dataset (200 train / --val val images). Writes benchmarks/results/search_evaluation.json, or with
 --run-search search_<population>x<generations>.json.
 """
@@ -16,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -24,6 +28,55 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+
+
+def run_searches(args, weights, data, work):
+    """The same search with each of `--workers`, `--repeats` times in alternating order (drift cancels out);
+    returns the wall times, the speed-ups against the first worker count, and whether every run agreed."""
+    from nas_plugin.search_job import run_search_job
+
+    lut = Path(args.lut) if args.lut else work / "lut.json"
+    if not lut.exists():
+        cmd = [sys.executable, ROOT / "tools" / "build_lut.py", "--model", weights, "--imgsz", args.imgsz]
+        subprocess.run([str(c) for c in [*cmd, "--backend", "openvino", "--out", lut]], check=True)
+    counts = [int(w) for w in args.workers.split(",")]
+    walls, outputs = {w: [] for w in counts}, set()
+    for r in range(args.repeats):
+        for w in counts if r % 2 == 0 else counts[::-1]:
+            out = work / f"search_w{w}"
+            shutil.rmtree(out, ignore_errors=True)
+            t = time.perf_counter()
+            run_search_job(
+                weights,
+                data,
+                lut,
+                out,
+                population=args.population,
+                generations=args.generations,
+                calib_batches=args.calib_batches,
+                val_images=args.val_images,
+                workers=w,
+            )
+            walls[w].append(time.perf_counter() - t)
+            outputs.add(tuple((out / f).read_text() for f in ("history.csv", "pareto.csv")))
+    evaluated = len((work / f"search_w{counts[0]}" / "history.csv").read_text().splitlines()) - 1
+    med = {w: statistics.median(v) for w, v in walls.items()}
+    for w in counts:
+        print(
+            f"{args.population}x{args.generations} search, {w} worker(s): {med[w] / 60:.2f} min "
+            f"(runs {', '.join(f'{v / 60:.2f}' for v in walls[w])}), {med[w] / evaluated:.2f} s per evaluated subnet, "
+            f"{med[w] / med[counts[0]]:.2f}x the {counts[0]}-worker time"
+        )
+    print(f"{evaluated} subnets evaluated per search; every run gave the same history and front: {len(outputs) == 1}")
+    return {
+        "workers": counts,
+        "wall_s": walls,
+        "median_wall_s": med,
+        "ratio_to_first": {w: med[w] / med[counts[0]] for w in counts},
+        "evaluated": evaluated,
+        "s_per_subnet": {w: med[w] / evaluated for w in counts},
+        "identical_results": len(outputs) == 1,
+    }
 
 
 def main():
@@ -39,6 +92,8 @@ def main():
     p.add_argument("--population", type=int, default=50)
     p.add_argument("--generations", type=int, default=20)
     p.add_argument("--run-search", action="store_true")
+    p.add_argument("--workers", default="1,2", help="worker counts for --run-search, compared in one run")
+    p.add_argument("--repeats", type=int, default=2, help="searches per worker count, in alternating order")
     p.add_argument("--work", default="runs/bench_search")
     args = p.parse_args()
 
@@ -95,58 +150,14 @@ def main():
         "search_estimate_min": estimate_min,
     }
     if args.run_search:
-        lut = Path(args.lut) if args.lut else work / "lut.json"
-        if not lut.exists():
-            subprocess.run(
-                [
-                    sys.executable,
-                    ROOT / "tools" / "build_lut.py",
-                    "--model",
-                    weights,
-                    "--imgsz",
-                    str(args.imgsz),
-                    "--backend",
-                    "openvino",
-                    "--out",
-                    lut,
-                ],
-                check=True,
-            )
-        t = time.time()
-        cmd = [
-            sys.executable,
-            ROOT / "tools" / "search.py",
-            "--weights",
-            weights,
-            "--data",
-            data,
-            "--lut",
-            lut,
-            "--population",
-            str(args.population),
-            "--generations",
-            str(args.generations),
-            "--calib-batches",
-            str(args.calib_batches),
-            "--out",
-            work / "search",
-            "--resume",
-        ]
-        if args.val_images:
-            cmd += ["--val-images", str(args.val_images)]
-        subprocess.run([str(c) for c in cmd], check=True)
-        result["search_wall_min"] = (time.time() - t) / 60
-        result["search_evaluations"] = len((work / "search" / "history.csv").read_text().splitlines()) - 1
-        print(
-            f"search wall time: {result['search_wall_min']:.1f} min for "
-            f"{result['search_evaluations']} evaluated subnets"
-        )
+        result["searches"] = run_searches(args, weights, data, work)
+    result = json.loads(json.dumps(result, default=str))
     out = (
         RESULTS / f"search_{args.population}x{args.generations}.json"
         if args.run_search
         else RESULTS / "search_evaluation.json"
     )
-    write_json(out, json.loads(json.dumps(result, default=str)))
+    write_json(out, result)
     print(f"written {out}")
 
 

@@ -23,12 +23,17 @@ from .search import CALIB_BATCHES
 VAL_BATCH = 16  # `yolo val`'s default: rectangular val batches depend on it, so the mAP does too
 
 
+def cores():
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
 @contextlib.contextmanager
-def _all_cores():
-    """Torch on every core: Ultralytics' validator leaves one to data-loader workers, which recalibration has none of
-    (1.5x faster recalibration on 2 cores)."""
+def _torch_threads(n):
+    """Torch on `n` threads: Ultralytics' validator leaves a core to data-loader workers, which recalibration has
+    none of (1.5x faster recalibration on 2 cores than on 1)."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    torch.set_num_threads(n)
     try:
         yield
     finally:
@@ -39,9 +44,19 @@ class AccuracyEvaluator:
     """`evaluator(archs)` -> one {'map50', 'map50_95', 'params', 'gflops'} per arch, for a whole generation at once."""
 
     def __init__(
-        self, supernet, data, imgsz, work_dir, calib_batches=CALIB_BATCHES, val_images=None, seed=0, device="cpu"
+        self,
+        supernet,
+        data,
+        imgsz,
+        work_dir,
+        calib_batches=CALIB_BATCHES,
+        val_images=None,
+        seed=0,
+        device="cpu",
+        threads=None,
     ):
         self.supernet, self.imgsz, self.device = supernet, imgsz, device
+        self.threads = threads or cores()  # torch threads for recalibration: a worker of several gets its share
         self.save_dir = Path(work_dir) / "val"  # the validator's own directory: never runs/ in the current directory
         self.data_yaml = str(data)
         checked = check_dataset(data, supernet)
@@ -69,8 +84,8 @@ class AccuracyEvaluator:
         return self.recalibrate(extract(self.supernet, arch))
 
     def recalibrate(self, model):
-        """`model` with BatchNorm statistics re-estimated on the calibration batches, on every core."""
-        with _all_cores():
+        """`model` with BatchNorm statistics re-estimated on the calibration batches, on `threads` cores."""
+        with _torch_threads(self.threads):
             return recalibrate_bn(model, self.calib)
 
     def validate(self, model, data=None):

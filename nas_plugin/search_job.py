@@ -1,14 +1,16 @@
 """The search as `tools/search.py` runs it: inputs checked before any work, NSGA-II, then the front as YOLO models."""
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
 
 from .errors import NASError
-from .evaluation import AccuracyEvaluator
+from .evaluation import AccuracyEvaluator, cores
 from .extract import write_subnet
 from .files import check_writable, write_json
 from .lut import load_lut, predict_us
+from .parallel import WorkerPool
 from .search import (
     CALIB_BATCHES,
     GENERATIONS,
@@ -37,14 +39,24 @@ def latency_model(kind, supernet, space, lut):
     ]
 
 
+def _wants_cuda(device):
+    return str(device).lower().startswith("cuda") or str(device).split(",")[0].strip().isdigit()
+
+
+def default_workers(device):
+    """Worker processes for the search: one per core on the CPU (each validates on one), one on a GPU."""
+    return 1 if _wants_cuda(device) else min(cores(), MAX_DEFAULT_WORKERS)
+
+
 def _check_device(device):
     """Refuse a CUDA device on a machine without one before any work (Ultralytics would fail at the first subnet)."""
     import torch
 
-    wants_cuda = str(device).lower().startswith("cuda") or str(device).split(",")[0].strip().isdigit()
-    if wants_cuda and not torch.cuda.is_available():
+    if _wants_cuda(device) and not torch.cuda.is_available():
         raise NASError(f"--device {device} asks for CUDA, but torch sees no CUDA device here; use --device cpu.")
 
+
+MAX_DEFAULT_WORKERS = 8  # each worker holds the supernet and the calibration images: a big machine gets 8 unless asked
 
 RESUME_FIXED = (
     "weights",
@@ -102,6 +114,7 @@ def check_settings(s):
         ),
         (s["calib_batches"] >= 1, f"--calib-batches must be >= 1, got {s['calib_batches']}."),
         (s["val_images"] is None or s["val_images"] >= 1, f"--val-images must be >= 1, got {s['val_images']}."),
+        (s["workers"] is None or s["workers"] >= 1, f"--workers must be >= 1, got {s['workers']}."),
     ]
     for ok, message in checks:
         if not ok:
@@ -132,6 +145,7 @@ def run_search_job(
     val_images=VAL_IMAGES,
     latency="lut",
     device="cpu",
+    workers=None,
     resume=False,
 ):
     """Search supernet `weights` (a checkpoint, or a YAML untrained) on `data` with latency table `lut`; writes `out`.
@@ -139,7 +153,9 @@ def run_search_job(
     Budgets: `latency_budget` in ms (in the table's units), `params_budget` in millions, `gflops_budget`. Accuracy is
     `objective` after BN recalibration on `calib_batches` x 16 train images, ranked on `val_images` seeded val images
     (None: all) and the front re-scored on all; latency is the table's prediction (`latency="lut"`) or whole subnets
-    timed (`"measure"`). `resume` continues a search in `out` with the same settings. Returns (front rows, best row).
+    timed (`"measure"`). `workers` processes evaluate each generation (None: `default_workers(device)`); the
+    results do not depend on it. `resume` continues a search in `out` with the same settings (any `workers`).
+    Returns (front rows, best row).
     """
     settings = dict(locals())  # every argument: checked, and kept in search_args.json for --resume
     from ultralytics.utils import LOGGER, TQDM
@@ -156,7 +172,17 @@ def run_search_job(
             f"--latency-budget {latency_budget} ms is below the smallest subnet's predicted latency {smallest:.3f} ms; "
             "no subnet of this supernet can meet it."
         )
-    evaluator = AccuracyEvaluator(supernet, data, imgsz, out, calib_batches, val_images, seed, device)
+    evaluator_args = dict(
+        data=data,
+        imgsz=imgsz,
+        work_dir=out,
+        calib_batches=calib_batches,
+        val_images=val_images,
+        seed=seed,
+        device=device,
+    )
+    evaluator = AccuracyEvaluator(supernet, **evaluator_args)  # the front's models, and the serial search's scores
+    workers = workers or default_workers(device)
     budgets = {"latency_ms": latency_budget, "params": params_budget and params_budget * 1e6, "gflops": gflops_budget}
     budgets = {k: v for k, v in budgets.items() if v is not None}
     paths = {k: str(Path(settings[k]).resolve()) for k in ("weights", "data", "lut")}  # the same files from any cwd
@@ -167,12 +193,13 @@ def run_search_job(
         write_json(out / "search_args.json", settings)
     LOGGER.info(
         f"search: NSGA-II, population {population}, {generations} generations, "
-        f"imgsz {imgsz}, budgets {budgets or 'none'}"
+        f"imgsz {imgsz}, budgets {budgets or 'none'}, {workers} worker{'s' * (workers > 1)}"
     )
-    with TQDM(total=generations, desc="generations") as bar:
+    pool = WorkerPool(supernet, workers, **evaluator_args) if workers > 1 else contextlib.nullcontext(evaluator)
+    with pool as evaluate, TQDM(total=generations, desc="generations") as bar:
         rows, front = run_search(
             space,
-            evaluator,
+            evaluate,
             latency_model(latency, supernet, space, table),
             out,
             population,

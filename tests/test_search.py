@@ -10,7 +10,7 @@ from nas_plugin import space as S
 from nas_plugin.backends import get_backend
 from nas_plugin.lut_build import build_lut
 from nas_plugin.search import non_dominated, run_search
-from nas_plugin.supernet import load_supernet
+from nas_plugin.supernet import load_supernet, space_from_model
 
 
 class FakeProblem:
@@ -281,6 +281,8 @@ def test_resume_refuses_settings_that_change_the_evaluated_rows(tiny_search_inpu
         (dict(population=3), "--population must be >= 4, got 3."),
         (dict(latency="guess"), "--latency 'guess' is not allowed; choose from ['lut', 'measure']."),
         (dict(val_images=0), "--val-images must be >= 1, got 0."),
+        (dict(workers=0), "--workers must be >= 1, got 0."),
+        (dict(workers=-2), "--workers must be >= 1, got -2."),
     ],
 )
 def test_keyword_api_checks_every_setting_before_loading_anything(tmp_path, option, message):
@@ -292,3 +294,58 @@ def test_keyword_api_checks_every_setting_before_loading_anything(tmp_path, opti
         run_search_job("missing.pt", "missing.yaml", "missing.json", tmp_path / "s", **option)
     assert str(e.value) == message
     assert not (tmp_path / "s" / "search_args.json").exists()
+
+
+def test_workers_give_the_same_history_and_front_as_a_serial_run(tiny_search_inputs, tiny_data, tmp_path):
+    """An untrained supernet too: the workers get the main process's random weights, not fresh ones."""
+    from nas_plugin.search_job import run_search_job
+
+    yaml_path, lut = tiny_search_inputs
+    runs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        run_search_job(
+            yaml_path, tiny_data, lut, out, population=4, generations=2, calib_batches=1, val_images=2, workers=workers
+        )
+        runs[workers] = [(out / name).read_text() for name in ("history.csv", "pareto.csv", "best/arch.json")]
+    assert runs[1] == runs[2]
+
+
+def test_a_dead_worker_is_replaced_and_its_subnets_scored_again(tiny_search_inputs, tiny_data, tmp_path, monkeypatch):
+    import random
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    from nas_plugin.evaluation import AccuracyEvaluator
+    from nas_plugin.parallel import WorkerPool
+
+    yaml_path, _ = tiny_search_inputs
+    supernet = load_supernet(yaml_path)
+    space = space_from_model(supernet)
+    rng = random.Random(0)
+    archs = [S.random_arch(space, rng=rng) for _ in range(6)]
+    args = dict(data=tiny_data, imgsz=64, work_dir=tmp_path, calib_batches=1)
+    serial = AccuracyEvaluator(supernet, **args)(archs)
+
+    from ultralytics.utils import LOGGER
+
+    warnings = []
+    monkeypatch.setattr(LOGGER, "warning", lambda msg, *a, **k: warnings.append(msg))  # LOGGER does not propagate
+
+    def workers():
+        return [p for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())]
+
+    with WorkerPool(supernet, 2, **args) as pool:
+        results = []
+        thread = threading.Thread(target=lambda: results.append(pool(archs)))
+        thread.start()
+        deadline = time.time() + 60
+        while not workers() and time.time() < deadline:
+            time.sleep(0.05)
+        workers()[0].send_signal(signal.SIGKILL)
+        thread.join()
+    assert results == [serial]
+    assert warnings and warnings[0].startswith("a search worker died; restarting 2 workers")

@@ -3,7 +3,8 @@
 
     python tools/search.py --weights SUPERNET.pt --data DATA.yaml --lut LUT.json [--latency-budget MS]
         [--population 50] [--generations 20] [--seed 0] [--objective map50_95|map50] [--calib-batches N]
-        [--val-images N] [--latency lut|measure] [--params-budget M] [--gflops-budget G] --out DIR [--resume]
+        [--val-images N] [--latency lut|measure] [--params-budget M] [--gflops-budget G]
+        [--workers N] --out DIR [--resume]
 
 Writes DIR/history.csv (every evaluated subnet), DIR/pareto.csv|json|png (the front), and for every front member
 DIR/front/<i>/ plus DIR/best/ (the most accurate subnet within the budgets): arch.json, model.yaml, model.pt, which
@@ -44,6 +45,11 @@ def main(argv=None):
         "--latency", default=LATENCY_MODES[0], help="lut (default: predicted) or measure (whole subnets timed)"
     )
     p.add_argument("--device", default="cpu", help="device for accuracy evaluation")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="processes evaluating each generation (default: one per CPU core, up to 8; 1 on a GPU)",
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--resume", action="store_true", help="continue the search in --out")
     args = p.parse_args(argv)

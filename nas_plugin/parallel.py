@@ -1,0 +1,98 @@
+"""A generation's subnets evaluated by local worker processes, each holding the supernet and the data once.
+
+Every worker gets the supernet when it starts (its tensors in shared memory, so an untrained supernet's random
+weights are the same everywhere), builds its own `AccuracyEvaluator` and keeps it between generations; subnets go
+out one at a time, so a worker that finishes early takes the next one. An evaluation is a pure function of
+(supernet, arch, data, seed), so the results equal a serial run's (tested). A worker that dies (out of memory,
+killed) takes its subnet with it: the pool is restarted and the unfinished subnets are evaluated again.
+"""
+
+import concurrent.futures as cf
+import multiprocessing
+
+from .errors import NASError
+
+RESTARTS = 2  # pool restarts per generation before the search gives up
+
+_evaluator = None  # in a worker process: its AccuracyEvaluator, built once by _start
+
+
+def _start(supernet, evaluator_args):
+    global _evaluator
+    import torch
+
+    from .evaluation import AccuracyEvaluator
+
+    torch.set_num_threads(evaluator_args["threads"])  # the validator's share; recalibration sets its own
+    _evaluator = AccuracyEvaluator(supernet, **evaluator_args)
+
+
+def _evaluate(arch):
+    return _evaluator([arch])[0]
+
+
+class WorkerPool:
+    """`pool(archs)` -> one result per arch, as `AccuracyEvaluator(archs)` returns them, from `workers` processes.
+
+    `evaluator_args` are `AccuracyEvaluator`'s keyword arguments after the supernet (data, imgsz, work_dir, ...); the
+    machine's cores are shared out among the workers.
+    """
+
+    def __init__(self, supernet, workers, restarts=RESTARTS, **evaluator_args):
+        from .evaluation import cores
+
+        if workers < 1:
+            raise NASError(f"--workers must be >= 1, got {workers}.")
+        self.supernet, self.workers, self.restarts = supernet, workers, restarts
+        self.evaluator_args = {**evaluator_args, "threads": max(1, cores() // workers)}
+        self._executor = None
+
+    def _pool(self):
+        if self._executor is None:
+            self._executor = cf.ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),  # no forked torch thread pools
+                initializer=_start,
+                initargs=(self.supernet, self.evaluator_args),
+            )
+        return self._executor
+
+    def __call__(self, archs):
+        from ultralytics.utils import LOGGER
+
+        results = {}
+        for attempt in range(self.restarts + 1):
+            futures = {self._pool().submit(_evaluate, a): i for i, a in enumerate(archs) if i not in results}
+            cf.wait(futures)
+            broken = False
+            for future, i in futures.items():
+                error = future.exception()
+                if error is None:
+                    results[i] = future.result()
+                elif isinstance(error, cf.process.BrokenProcessPool):
+                    broken = True
+                else:
+                    raise error
+            if not broken:
+                return [results[i] for i in range(len(archs))]
+            self.close()
+            if attempt < self.restarts:
+                LOGGER.warning(
+                    f"a search worker died; restarting {self.workers} workers to evaluate the "
+                    f"{len(archs) - len(results)} unfinished subnets again"
+                )
+        raise NASError(
+            f"search workers died {self.restarts + 1} times in one generation; the subnets evaluated so far are kept "
+            "in history.csv: run again with --resume (fewer --workers if memory ran out)."
+        )
+
+    def close(self):
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
