@@ -39,7 +39,11 @@ def run_searches(args, weights, data, work):
     if not lut.exists():
         cmd = [sys.executable, ROOT / "tools" / "build_lut.py", "--model", weights, "--imgsz", args.imgsz]
         subprocess.run([str(c) for c in [*cmd, "--backend", "openvino", "--out", lut]], check=True)
-    counts = [int(w) for w in args.workers.split(",")]
+    counts = [w if w == "ray" else int(w) for w in args.workers.split(",")]
+    if "ray" in counts:  # a local Ray instance of every core: one actor per core
+        import ray
+
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     walls, outputs = {w: [] for w in counts}, set()
     for r in range(args.repeats):
         for w in counts if r % 2 == 0 else counts[::-1]:
@@ -55,7 +59,7 @@ def run_searches(args, weights, data, work):
                 generations=args.generations,
                 calib_batches=args.calib_batches,
                 val_images=args.val_images,
-                workers=w,
+                **({"ray": "auto"} if w == "ray" else {"workers": w}),
             )
             walls[w].append(time.perf_counter() - t)
             outputs.add(tuple((out / f).read_text() for f in ("history.csv", "pareto.csv")))
@@ -92,7 +96,11 @@ def main():
     p.add_argument("--population", type=int, default=50)
     p.add_argument("--generations", type=int, default=20)
     p.add_argument("--run-search", action="store_true")
-    p.add_argument("--workers", default="1,2", help="worker counts for --run-search, compared in one run")
+    p.add_argument(
+        "--workers",
+        default="1,2",
+        help="worker counts for --run-search, compared in one run; 'ray': a local Ray instance",
+    )
     p.add_argument("--repeats", type=int, default=2, help="searches per worker count, in alternating order")
     p.add_argument("--work", default="runs/bench_search")
     args = p.parse_args()

@@ -11,6 +11,7 @@ from .extract import write_subnet
 from .files import check_writable, write_json
 from .lut import load_lut, predict_us
 from .parallel import WorkerPool
+from .ray_pool import RayPool, check_ray
 from .search import (
     CALIB_BATCHES,
     GENERATIONS,
@@ -115,10 +116,20 @@ def check_settings(s):
         (s["calib_batches"] >= 1, f"--calib-batches must be >= 1, got {s['calib_batches']}."),
         (s["val_images"] is None or s["val_images"] >= 1, f"--val-images must be >= 1, got {s['val_images']}."),
         (s["workers"] is None or s["workers"] >= 1, f"--workers must be >= 1, got {s['workers']}."),
+        (
+            s["ray_cpus_per_worker"] >= 1,
+            f"--ray-cpus-per-worker must be >= 1, got {s['ray_cpus_per_worker']}.",
+        ),
+        (
+            s["ray_gpus_per_worker"] >= 0,
+            f"--ray-gpus-per-worker must be >= 0, got {s['ray_gpus_per_worker']}.",
+        ),
     ]
     for ok, message in checks:
         if not ok:
             raise NASError(message)
+    if s["ray"]:
+        check_ray(s["ray"])
     out = Path(s["out"])
     check_writable(out, "--out")
     if (out / "history.csv").exists() and not s["resume"]:
@@ -146,6 +157,9 @@ def run_search_job(
     latency="lut",
     device="cpu",
     workers=None,
+    ray=None,
+    ray_cpus_per_worker=1,
+    ray_gpus_per_worker=0,
     resume=False,
 ):
     """Search supernet `weights` (a checkpoint, or a YAML untrained) on `data` with latency table `lut`; writes `out`.
@@ -154,7 +168,9 @@ def run_search_job(
     `objective` after BN recalibration on `calib_batches` x 16 train images, ranked on `val_images` seeded val images
     (None: all) and the front re-scored on all; latency is the table's prediction (`latency="lut"`) or whole subnets
     timed (`"measure"`). `workers` processes evaluate each generation (None: `default_workers(device)`); the
-    results do not depend on it. `resume` continues a search in `out` with the same settings (any `workers`).
+    results do not depend on it. `ray` ('auto' or HOST:PORT) evaluates on the actors of a running Ray cluster instead,
+    one per `ray_gpus_per_worker` GPUs (when > 0) or `ray_cpus_per_worker` CPUs, at most `workers` when given.
+    `resume` continues a search in `out` with the same settings (any `workers`).
     Returns (front rows, best row).
     """
     settings = dict(locals())  # every argument: checked, and kept in search_args.json for --resume
@@ -182,7 +198,6 @@ def run_search_job(
         device=device,
     )
     evaluator = AccuracyEvaluator(supernet, **evaluator_args)  # the front's models, and the serial search's scores
-    workers = workers or default_workers(device)
     budgets = {"latency_ms": latency_budget, "params": params_budget and params_budget * 1e6, "gflops": gflops_budget}
     budgets = {k: v for k, v in budgets.items() if v is not None}
     paths = {k: str(Path(settings[k]).resolve()) for k in ("weights", "data", "lut")}  # the same files from any cwd
@@ -191,11 +206,17 @@ def run_search_job(
         _check_same_settings(json.loads((out / "search_args.json").read_text()), settings, out)
     else:
         write_json(out / "search_args.json", settings)
+    if ray:
+        pool = RayPool(supernet, ray, ray_cpus_per_worker, ray_gpus_per_worker, workers, **evaluator_args)
+        where = f"{pool.workers} Ray worker{'s' * (pool.workers > 1)} at {ray}"
+    else:
+        workers = workers or default_workers(device)
+        pool = WorkerPool(supernet, workers, **evaluator_args) if workers > 1 else contextlib.nullcontext(evaluator)
+        where = f"{workers} worker{'s' * (workers > 1)}"
     LOGGER.info(
         f"search: NSGA-II, population {population}, {generations} generations, "
-        f"imgsz {imgsz}, budgets {budgets or 'none'}, {workers} worker{'s' * (workers > 1)}"
+        f"imgsz {imgsz}, budgets {budgets or 'none'}, {where}"
     )
-    pool = WorkerPool(supernet, workers, **evaluator_args) if workers > 1 else contextlib.nullcontext(evaluator)
     with pool as evaluate, TQDM(total=generations, desc="generations") as bar:
         rows, front = run_search(
             space,

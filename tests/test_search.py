@@ -349,3 +349,76 @@ def test_a_dead_worker_is_replaced_and_its_subnets_scored_again(tiny_search_inpu
         thread.join()
     assert results == [serial]
     assert warnings and warnings[0].startswith("a search worker died; restarting 2 workers")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance of 2 CPUs for this module's Ray tests; skipped where Ray is not installed."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_workers_give_the_same_history_and_front_as_a_serial_run(
+    local_ray, tiny_search_inputs, tiny_data, tmp_path
+):
+    from nas_plugin.search_job import run_search_job
+
+    yaml_path, lut = tiny_search_inputs
+    runs = {}
+    for name, options in {"serial": dict(workers=1), "ray": dict(ray="auto", ray_cpus_per_worker=1)}.items():
+        out = tmp_path / name
+        run_search_job(yaml_path, tiny_data, lut, out, population=4, generations=2, calib_batches=1, **options)
+        runs[name] = [(out / f).read_text() for f in ("history.csv", "pareto.csv", "best/arch.json")]
+    assert runs["serial"] == runs["ray"]
+
+
+def test_a_dead_ray_worker_is_restarted_and_its_subnet_retried(local_ray, tiny_search_inputs, tiny_data, tmp_path):
+    import random
+
+    from nas_plugin.evaluation import AccuracyEvaluator
+    from nas_plugin.ray_pool import RayPool
+
+    supernet = load_supernet(tiny_search_inputs[0])
+    rng = random.Random(0)
+    archs = [S.random_arch(space_from_model(supernet), rng=rng) for _ in range(3)]
+    args = dict(data=tiny_data, imgsz=64, work_dir=tmp_path, calib_batches=1)
+    serial = AccuracyEvaluator(supernet, **args)(archs)
+    with RayPool(supernet, "auto", workers=1, **args) as pool:
+        assert pool(archs[:1]) == serial[:1]  # the actor is up
+        local_ray.kill(pool.actors[0], no_restart=False)  # as a crash would: Ray restarts it
+        assert pool(archs) == serial
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--ray-cpus-per-worker", "0"], "--ray-cpus-per-worker must be >= 1, got 0."),
+        (
+            ["--ray", "nowhere"],
+            "--ray 'nowhere' is not an address: give 'auto' or HOST:PORT of the cluster's head node.",
+        ),
+        (["--ray", "127.0.0.1:{port}"], "--ray 127.0.0.1:{port}: no Ray cluster answers there ("),
+        (["--ray", "auto"], "--ray needs Ray, which is not installed here: pip install -e '.[ray]'"),
+    ],
+)
+def test_ray_settings_are_refused_before_any_work(tiny_search_inputs, tiny_data, tmp_path, extra, message):
+    """In a fresh process (no Ray connection yet), as a user runs it; a port nothing listens on is unreachable."""
+    import os
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ)
+    if "not installed" in message:  # a `ray` package that fails to import, first on the path
+        (tmp_path / "hide" / "ray").mkdir(parents=True)
+        (tmp_path / "hide" / "ray" / "__init__.py").write_text("raise ImportError('no ray here')\n")
+        env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "hide"), env.get("PYTHONPATH", "")])
+    elif "--ray" in extra:
+        pytest.importorskip("ray")
+    extra = [e.format(port=port) for e in extra]
+    proc = tool("search.py", *_args(tiny_search_inputs, tiny_data, tmp_path / "s"), *extra, cwd=tmp_path, env=env)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith(f"search.py: error: {message.format(port=port)}")
+    assert not (tmp_path / "s" / "search_args.json").exists()

@@ -4,7 +4,7 @@
     python tools/search.py --weights SUPERNET.pt --data DATA.yaml --lut LUT.json [--latency-budget MS]
         [--population 50] [--generations 20] [--seed 0] [--objective map50_95|map50] [--calib-batches N]
         [--val-images N] [--latency lut|measure] [--params-budget M] [--gflops-budget G]
-        [--workers N] --out DIR [--resume]
+        [--workers N] [--ray auto|HOST:PORT [--ray-cpus-per-worker C] [--ray-gpus-per-worker G]] --out DIR [--resume]
 
 Writes DIR/history.csv (every evaluated subnet), DIR/pareto.csv|json|png (the front), and for every front member
 DIR/front/<i>/ plus DIR/best/ (the most accurate subnet within the budgets): arch.json, model.yaml, model.pt, which
@@ -50,6 +50,12 @@ def main(argv=None):
         type=int,
         help="processes evaluating each generation (default: one per CPU core, up to 8; 1 on a GPU)",
     )
+    p.add_argument(
+        "--ray",
+        help="evaluate on a running Ray cluster: 'auto' (the one this node is part of) or HOST:PORT of its head node",
+    )
+    p.add_argument("--ray-cpus-per-worker", type=int, default=1, help="CPUs per Ray worker (default 1)")
+    p.add_argument("--ray-gpus-per-worker", type=float, default=0, help="GPUs per Ray worker (default 0: CPU)")
     p.add_argument("--out", required=True)
     p.add_argument("--resume", action="store_true", help="continue the search in --out")
     args = p.parse_args(argv)
