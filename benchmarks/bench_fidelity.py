@@ -3,7 +3,8 @@
 
     python benchmarks/bench_fidelity.py [--recipe '{"phases": [["max", 0.4], ["all", 0.6]], "distill": 1.0}']
         [--name NAME] [--preset standard] [--train 400] [--val 100] [--imgsz 160] [--epochs 30]
-        [--supernet-epochs 60] [--k 8] [--seeds 2] [--batch 32] [--jobs 2] [--lut LUT.json] [--work runs/bench_fidelity]
+        [--supernet-epochs 60] [--supernet-seed 0]
+        [--k 8] [--seeds 2] [--batch 32] [--jobs 2] [--lut LUT.json] [--work runs/bench_fidelity]
 
 1. the built-in dataset at `--preset`; 2. the supernet (`--model` with the `--recipe` as its `nas:` block) trained
 with stock `yolo train` for `--supernet-epochs`; 3. K fixed subnets: the largest, the smallest and K-2 seeded random
@@ -108,6 +109,7 @@ def main(argv=None):
     p.add_argument("--imgsz", type=int, default=160)
     p.add_argument("--epochs", type=int, default=30, help="stand-alone training epochs (subnets and YOLOv8n)")
     p.add_argument("--supernet-epochs", type=int, default=60)
+    p.add_argument("--supernet-seed", type=int, default=0, help="the supernet training's seed (its noise, by --name)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument(
         "--k", type=int, default=8, help="subnets compared (>= 2: max and min; a rank correlation wants >= 8)"
@@ -186,7 +188,11 @@ def main(argv=None):
     common = dict(epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=0, device="cpu", plots=False)
     runs = {
         f"supernet {args.name}": train_command(
-            YOLO, work / args.name / "supernet", supernet_yaml, data, **{**common, "epochs": args.supernet_epochs}
+            YOLO,
+            work / args.name / "supernet",
+            supernet_yaml,
+            data,
+            **{**common, "epochs": args.supernet_epochs, "seed": args.supernet_seed},
         )
     }
     repeated = set(args.repeat.split(","))
