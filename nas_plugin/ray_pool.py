@@ -73,7 +73,8 @@ class _Evaluator:
 
         torch.set_num_threads(threads)
         work = tempfile.mkdtemp(prefix="nas_plugin_ray_")  # the validator's files stay on this node
-        self.evaluator = AccuracyEvaluator(supernet, **{**evaluator_args, "work_dir": work, "device": device})
+        args = {**evaluator_args, "work_dir": work, "device": device, "threads": threads}  # not every core of the node
+        self.evaluator = AccuracyEvaluator(supernet, **args)
 
     def evaluate(self, arch):
         return self.evaluator([arch])[0]
