@@ -10,9 +10,8 @@ validation on the val split) split into their parts, and estimates a population 
 (NSGA-II evaluates about `population` new subnets per generation; duplicates are skipped). With --run-search it
 also runs the search for real (`run_search_job`, what tools/search.py runs; a LUT is built first unless --lut is
 given) with each `--workers` count, `--repeats` times in alternating order, and checks that every run found the
-same history and front. Without --data it
-makes the demo dataset (200 train / --val val images). Writes benchmarks/results/search_evaluation.json, or with
---run-search search_<population>x<generations>.json.
+same history and front. Without --data it makes the demo dataset (200 train / --val val images). Writes
+benchmarks/results/search_evaluation.json, or with --run-search search_<population>x<generations>.json.
 """
 
 import argparse

@@ -101,3 +101,10 @@ class AccuracyEvaluator:
             map50, map50_95 = self.validate(model)
             results.append({"map50": map50, "map50_95": map50_95, "params": params, "gflops": flops})
         return results
+
+
+def process_evaluator(supernet, threads, **evaluator_args):
+    """The `AccuracyEvaluator` of a worker process that owns `threads` cores: validation (torch's process-wide
+    threads) and recalibration both stay on that share, so workers beside each other do not oversubscribe."""
+    torch.set_num_threads(threads)
+    return AccuracyEvaluator(supernet, threads=threads, **evaluator_args)

@@ -17,14 +17,11 @@ RESTARTS = 2  # pool restarts per generation before the search gives up
 _evaluator = None  # in a worker process: its AccuracyEvaluator, built once by _start
 
 
-def _start(supernet, evaluator_args):
+def _start(supernet, threads, evaluator_args):
     global _evaluator
-    import torch
+    from .evaluation import process_evaluator
 
-    from .evaluation import AccuracyEvaluator
-
-    torch.set_num_threads(evaluator_args["threads"])  # the validator's share; recalibration sets its own
-    _evaluator = AccuracyEvaluator(supernet, **evaluator_args)
+    _evaluator = process_evaluator(supernet, threads, **evaluator_args)
 
 
 def _evaluate(arch):
@@ -41,10 +38,8 @@ class WorkerPool:
     def __init__(self, supernet, workers, restarts=RESTARTS, **evaluator_args):
         from .evaluation import cores
 
-        if workers < 1:
-            raise NASError(f"--workers must be >= 1, got {workers}.")
         self.supernet, self.workers, self.restarts = supernet, workers, restarts
-        self.evaluator_args = {**evaluator_args, "threads": max(1, cores() // workers)}
+        self.threads, self.evaluator_args = max(1, cores() // workers), evaluator_args
         self._executor = None
 
     def _pool(self):
@@ -53,7 +48,7 @@ class WorkerPool:
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),  # no forked torch thread pools
                 initializer=_start,
-                initargs=(self.supernet, self.evaluator_args),
+                initargs=(self.supernet, self.threads, self.evaluator_args),
             )
         return self._executor
 
@@ -82,7 +77,7 @@ class WorkerPool:
                     f"{len(archs) - len(results)} unfinished subnets again"
                 )
         raise NASError(
-            f"search workers died {self.restarts + 1} times in one generation; the subnets evaluated so far are kept "
+            f"search workers died {self.restarts + 1} times in one generation; the generations finished so far are "
             "in history.csv: run again with --resume (fewer --workers if memory ran out)."
         )
 

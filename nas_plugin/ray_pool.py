@@ -43,17 +43,17 @@ def _check_reachable(address):
 
 
 def check_ray(address):
-    """Refuse `--ray ADDRESS` before any work: Ray missing, or no cluster answering at a HOST:PORT."""
+    """Refuse `--ray ADDRESS` before any work: Ray missing, or no cluster answering at a HOST:PORT; returns `ray`."""
     ray = _import_ray()
     if not ray.is_initialized():
         _check_reachable(address)
+    return ray
 
 
 def connect(address):
     """Connect this process to the Ray cluster at `address` (reuses a connection already made, e.g. by a test);
     returns (ray, whether this call started the connection)."""
-    check_ray(address)
-    ray = _import_ray()
+    ray = check_ray(address)
     if ray.is_initialized():
         return ray, False
     try:
@@ -67,14 +67,10 @@ class _Evaluator:
     """One actor: an `AccuracyEvaluator` on its node, built once."""
 
     def __init__(self, supernet, evaluator_args, threads, device):
-        import torch
+        from .evaluation import process_evaluator
 
-        from .evaluation import AccuracyEvaluator
-
-        torch.set_num_threads(threads)
         work = tempfile.mkdtemp(prefix="nas_plugin_ray_")  # the validator's files stay on this node
-        args = {**evaluator_args, "work_dir": work, "device": device, "threads": threads}  # not every core of the node
-        self.evaluator = AccuracyEvaluator(supernet, **args)
+        self.evaluator = process_evaluator(supernet, threads, **{**evaluator_args, "work_dir": work, "device": device})
 
     def evaluate(self, arch):
         return self.evaluator([arch])[0]
