@@ -294,6 +294,7 @@ class TrainerView:
     ema = property(lambda self: self.trainer.ema.ema, doc="The EMA model, which is validated and saved.")
     model_source = property(lambda self: str(self.trainer.args.model), doc="The `model=` argument.")
     seed = property(lambda self: int(self.trainer.args.seed))
+    compile = property(lambda self: self.trainer.args.compile, doc="The `compile=` argument (False: eager).")
     imgsz = property(lambda self: self.trainer.args.imgsz)
     data = property(lambda self: self.trainer.data, doc="The checked data dict.")
     save_dir = property(lambda self: self.trainer.save_dir)

@@ -305,6 +305,11 @@ def on_pretrain_routine_end(trainer):
         if block is not None:
             raise NASError(f"{source} has a nas: block but no elastic layers; remove the block or use a supernet YAML.")
         return
+    if t.compile:  # torch.compile guards on the active subnet, and DDP's static graph on the parameters it uses
+        raise NASError(
+            f"compile={t.compile!r} cannot train a supernet: the active subnet changes every batch; "
+            "train with compile=False (the default), and compile the extracted subnet instead."
+        )
     space = supernet.space_from_model(model)
     cfg = parse_nas_config(block, source, space)
     t.state = state = NASState(cfg, space, t.seed, max_arch(space))

@@ -195,6 +195,15 @@ def test_nas_block_on_a_static_model_is_refused_at_start(supernet, space, tiny_d
     assert not (tmp_path / "static" / "weights" / "last.pt").exists()
 
 
+def test_compile_is_refused_for_a_supernet_before_the_first_batch(tiny_data, tmp_path):
+    cfg = tmp_path / "tiny-supernet.yaml"
+    cfg.write_text(TINY_SUPERNET.format(nc=6))
+    proc = yolo(*_train_args(tiny_data, tmp_path, "compiled", 1, cfg), "compile=True", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "compile=True cannot train a supernet: the active subnet changes every batch" in proc.output
+    assert not (tmp_path / "compiled" / "weights" / "last.pt").exists()
+
+
 def test_a_bad_nas_block_stops_yolo_train_before_the_dataset_scan(tiny_data, tmp_path):
     cfg = tmp_path / "yolov8n-bad-supernet.yaml"
     cfg.write_text(SUPERNET_FILE.read_text().replace("nc: 80", "nas:\n  distill: -1\nnc: 80", 1))
