@@ -367,11 +367,17 @@ def test_ray_workers_give_the_same_history_and_front_as_a_serial_run(
 
     yaml_path, lut = tiny_search_inputs
     runs = {}
-    for name, options in {"serial": dict(workers=1), "ray": dict(ray="auto", ray_cpus_per_worker=1)}.items():
+    ray = dict(ray="auto", ray_cpus_per_worker=1)
+    for name, options in {"serial": dict(workers=1), "ray": ray}.items():
         out = tmp_path / name
         run_search_job(yaml_path, tiny_data, lut, out, population=4, generations=2, calib_batches=1, **options)
         runs[name] = [(out / f).read_text() for f in ("history.csv", "pareto.csv", "best/arch.json")]
     assert runs["serial"] == runs["ray"]
+
+    out = tmp_path / "resumed"  # a driver that died after its first generation, resumed on the cluster
+    run_search_job(yaml_path, tiny_data, lut, out, population=4, generations=1, calib_batches=1, **ray)
+    run_search_job(yaml_path, tiny_data, lut, out, population=4, generations=2, calib_batches=1, resume=True, **ray)
+    assert [(out / f).read_text() for f in ("history.csv", "pareto.csv", "best/arch.json")] == runs["serial"]
 
 
 def test_a_dead_ray_worker_is_restarted_and_its_subnet_retried(local_ray, tiny_search_inputs, tiny_data, tmp_path):
