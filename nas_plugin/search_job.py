@@ -40,6 +40,9 @@ def latency_model(kind, supernet, space, lut):
     ]
 
 
+MAX_DEFAULT_WORKERS = 8  # each worker holds the supernet and the calibration images: a big machine gets 8 unless asked
+
+
 def _wants_cuda(device):
     return str(device).lower().startswith("cuda") or str(device).split(",")[0].strip().isdigit()
 
@@ -56,8 +59,6 @@ def _check_device(device):
     if _wants_cuda(device) and not torch.cuda.is_available():
         raise NASError(f"--device {device} asks for CUDA, but torch sees no CUDA device here; use --device cpu.")
 
-
-MAX_DEFAULT_WORKERS = 8  # each worker holds the supernet and the calibration images: a big machine gets 8 unless asked
 
 RESUME_FIXED = (
     "weights",
