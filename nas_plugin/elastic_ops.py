@@ -5,6 +5,7 @@ the centre of the kernel for a smaller kernel. `inherit_state` applies the same 
 static module, so extraction and the elastic forward cannot disagree about which weights a subnet owns.
 """
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -44,26 +45,52 @@ class ActSwitch(nn.Module):
         return self.acts[self.name](x)
 
 
-def _sliced_batch_norm(bn, x):
-    """BatchNorm over the leading `x.shape[1]` channels of `bn`; running stats update in place through the views."""
+def _sliced_batch_norm(bn, x, rows=None):
+    """BatchNorm over channels `rows` of `bn` (a LongTensor; default the leading `x.shape[1]`); running stats are
+    updated in place (leading channels are views; picked rows are written back)."""
     c = x.shape[1]
-    if c == bn.num_features:
+    if rows is None and c == bn.num_features:
         return bn(x)
     momentum = 0.0 if bn.momentum is None else bn.momentum
-    if bn.training and bn.track_running_stats:
+    training = bn.training and bn.track_running_stats
+    if training:
         bn.num_batches_tracked.add_(1)
         if bn.momentum is None:  # cumulative average, as nn.BatchNorm2d does (used by BN recalibration)
             momentum = 1.0 / float(bn.num_batches_tracked)
-    return F.batch_norm(
-        x,
-        bn.running_mean[:c],
-        bn.running_var[:c],
-        bn.weight[:c],
-        bn.bias[:c],
-        bn.training or not bn.track_running_stats,
-        momentum,
-        bn.eps,
+    pick = (lambda t: t[:c]) if rows is None else (lambda t: t[rows])
+    mean, var = pick(bn.running_mean), pick(bn.running_var)
+    y = F.batch_norm(
+        x, mean, var, pick(bn.weight), pick(bn.bias), bn.training or not bn.track_running_stats, momentum, bn.eps
     )
+    if training and rows is not None:
+        with torch.no_grad():
+            bn.running_mean[rows], bn.running_var[rows] = mean, var
+    return y
+
+
+def pad_channels(y, c):
+    """`y` zero-padded to `c` channels: a narrower output keeps the supernet's full width for the layers after it."""
+    return F.pad(y, (0, 0, 0, 0, 0, c - y.shape[1])) if y.shape[1] < c else y
+
+
+def conv_rows(m, x, rows, cols=None):
+    """An Ultralytics `Conv` (conv, bn or fused bias, act) computing only output channels `rows` (an int: the leading
+    ones; or a LongTensor) from input channels `cols` (a LongTensor) or the leading `x.shape[1]`."""
+    pick = (lambda t: t[:rows]) if isinstance(rows, int) else (lambda t: t[rows])
+    conv = m.conv
+    w = pick(conv.weight)
+    w = w[:, : x.shape[1]] if cols is None else w[:, cols]
+    y = F.conv2d(x, w, None if conv.bias is None else pick(conv.bias), conv.stride, conv.padding, conv.dilation)
+    if hasattr(m, "bn"):
+        y = _sliced_batch_norm(m.bn, y, None if isinstance(rows, int) else rows)
+    return m.act(y)
+
+
+def narrow_branch(branch, c, x):
+    """A dense Detect branch (Conv, Conv, Conv2d) at hidden width `c`: what a Detect built for narrower inputs runs."""
+    y = conv_rows(branch[1], conv_rows(branch[0], x, c), c)
+    last = branch[2]
+    return F.conv2d(y, last.weight[:, :c], last.bias)
 
 
 def centre_crop(w, k):
@@ -81,11 +108,13 @@ class ElasticConvBN(nn.Module):
         self.bn = nn.BatchNorm2d(c2)
         self.depthwise = depthwise
 
-    def forward(self, x, c2, k=None):
+    def forward(self, x, c2, k=None, cols=None):
+        """Output channels [:c2] at kernel k, reading input channels `cols` (a LongTensor) or the leading ones."""
         c1 = x.shape[1]
-        w = centre_crop(
-            self.conv.weight[:c2] if self.depthwise else self.conv.weight[:c2, :c1], k or self.conv.kernel_size[0]
-        )
+        w = self.conv.weight[:c2]
+        if not self.depthwise:
+            w = w[:, :c1] if cols is None else w[:, cols]
+        w = centre_crop(w, k or self.conv.kernel_size[0])
         y = F.conv2d(x, w, None, self.conv.stride, w.shape[-1] // 2, 1, c1 if self.depthwise else 1)
         return _sliced_batch_norm(self.bn, y)
 
@@ -119,11 +148,12 @@ class SqueezeExcite(nn.Module):
         return x * F.hardsigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
 
 
-def inherit_state(static, elastic):
+def inherit_state(static, elastic, gathers=None):
     """Load into `static` the weights it inherits from `elastic` (leading channels, centre of kernels, first blocks).
 
     Every key of the static module must exist in the elastic one and be no larger in any dimension; dims 2 and 3
-    of 4-D tensors are kernel dims (centre-cropped), all other dims take leading entries.
+    of 4-D tensors are kernel dims (centre-cropped), all other dims take leading entries, except where `gathers`
+    ({key: {dim: indices}}) names the entries to take (channels that are not leading, e.g. after a Concat).
     """
     source = elastic.state_dict()
     state = {}
@@ -131,6 +161,8 @@ def inherit_state(static, elastic):
         if key not in source:
             raise NASError(f"cannot inherit {key!r}: the supernet layer has no such weight.")
         w = source[key]
+        for dim, index in (gathers or {}).get(key, {}).items():
+            w = w.index_select(dim, torch.as_tensor(index, dtype=torch.long))
         if w.dim() != target.dim() or any(t > s for t, s in zip(target.shape, w.shape)):
             raise NASError(f"cannot inherit {key!r}: shape {tuple(target.shape)} does not fit in {tuple(w.shape)}.")
         if w.dim() == 4:
@@ -149,7 +181,10 @@ __all__ = (
     "ElasticSE",
     "SqueezeExcite",
     "centre_crop",
+    "conv_rows",
     "inherit_state",
     "make_act",
+    "narrow_branch",
+    "pad_channels",
     "se_channels",
 )

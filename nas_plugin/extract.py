@@ -10,19 +10,29 @@ import yaml
 
 from . import __version__
 from .calibration import recalibrate_bn
+from .channels import live_indices
 from .elastic_ops import inherit_state
 from .errors import NASError
 from .files import write_json, write_text
-from .integration import detection_model, save_checkpoint
+from .integration import detection_model, make_divisible, save_checkpoint
 from .modules import ElasticModule
 from .space import SECTIONS
-from .supernet import layer_units, set_arch, space_from_model
+from .supernet import layer_units, model_graph, set_arch, space_from_model
 
 _KEPT_KEYS = ("nc", "activation", "channels", "reg_max", "end2end")  # top-level YAML keys a subnet keeps
 
 
+def row_channels(c2, width):
+    """The YAML `c2` that `parse_model` scales (`make_divisible(c2 * width, 8)`) to `c2` channels."""
+    row = int(c2 / width + 1e-6)
+    if make_divisible(row * width, 8) != c2:
+        raise NASError(f"no YAML channel count gives {c2} channels at width_multiple {width}.")
+    return row
+
+
 def subnet_yaml(model, arch):
-    """The model YAML dict of `arch`: elastic rows become static ones; the scale is resolved into multiples."""
+    """The model YAML dict of `arch`: elastic rows become static ones (with the chosen channel counts); the scale is
+    resolved into multiples."""
     arch = set_arch(model, arch)
     src = model.yaml
     depth, width = src.get("depth_multiple", 1.0), src.get("width_multiple", 1.0)
@@ -33,20 +43,45 @@ def subnet_yaml(model, arch):
     rows = copy.deepcopy(src["backbone"] + src["head"])
     for m, unit in layer_units(model, arch):
         n, name, args = m.static_row(unit)
-        rows[m.i] = [rows[m.i][0], n, name, [rows[m.i][3][0], *args]]
+        c2 = rows[m.i][3][0]
+        if m.out_channels(unit) != m.full_channels():
+            c2 = row_channels(m.out_channels(unit), width)
+        rows[m.i] = [rows[m.i][0], n, name, [c2, *args]]
+    for m in model.model:
+        if hasattr(m, "static_type"):  # a head that follows its inputs' widths: the stock head of that name
+            rows[m.i][2] = m.static_type
     nb = len(src["backbone"])
     cfg["backbone"], cfg["head"] = rows[:nb], rows[nb:]
     return cfg
 
 
+def _gathers(model, arch):
+    """Per layer, {key: {dim: indices}} of the weights the subnet takes that are not leading slices: inputs read at
+    their live channels, and what the layer's own width picks."""
+    graph = model_graph(model)
+    live = live_indices(graph, space_from_model(model), arch) if any("channels" in n for n in graph) else None
+    units = {m.i: unit for m, unit in layer_units(model, arch)}
+    out = {}
+    for m, node in zip(model.model, graph):
+        gathers = m.inherit_gathers(units[m.i]) if m.i in units else {}
+        reads = getattr(m, "input_weights", lambda: None)()
+        for j, keys in zip(node["f"], reads or []) if live else ():
+            if len(live[j]) < graph[j]["c2"]:
+                for key in keys:
+                    gathers.setdefault(key, {})[1] = live[j]
+        out[m.i] = gathers
+    return out
+
+
 def extract(model, arch):
     """A static DetectionModel computing exactly what `model` computes with `arch` active, with inherited weights."""
     cfg = subnet_yaml(model, arch)
+    gathers = _gathers(model, set_arch(model, arch))
     static = detection_model(cfg)
     for src, dst in zip(model.model, static.model):
         try:
-            if isinstance(src, ElasticModule):
-                inherit_state(dst, src)
+            if isinstance(src, ElasticModule) or gathers[src.i]:
+                inherit_state(dst, src, gathers[src.i])
             else:
                 dst.load_state_dict(src.state_dict())
         except (RuntimeError, NASError) as e:

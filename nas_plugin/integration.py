@@ -34,8 +34,9 @@ class IntegrationError(RuntimeError):
 # --- the patch ---------------------------------------------------------------------------------------------------
 
 
-def _extended_parse_model(tasks, additions):
-    """Return `tasks.parse_model` re-compiled with `additions[set_name]` class names appended to its module sets."""
+def _extended_parse_model(tasks, additions, detect_like=()):
+    """Return `tasks.parse_model` re-compiled with `additions[set_name]` class names appended to its module sets and
+    `detect_like` names appended to every set literal that lists `Detect` (the heads' channel bookkeeping)."""
     original = getattr(tasks.parse_model, "__nas_plugin_original__", tasks.parse_model)
     try:
         lines, first_line = inspect.getsourcelines(original)
@@ -44,7 +45,11 @@ def _extended_parse_model(tasks, additions):
             f"cannot read the source of ultralytics parse_model ({e}); tested with ultralytics{TESTED_ULTRALYTICS}."
         ) from e
     tree = ast.parse(textwrap.dedent("".join(lines)))
-    found = set()
+
+    def extend(elts, names):
+        elts.extend(ast.copy_location(ast.Name(id=name, ctx=ast.Load()), elts[-1]) for name in names)
+
+    found, detect_sets = set(), 0
     for node in ast.walk(tree):
         if (
             isinstance(node, ast.Assign)
@@ -56,14 +61,20 @@ def _extended_parse_model(tasks, additions):
             and len(node.value.args) == 1
             and isinstance(node.value.args[0], ast.Set)
         ):
-            elts = node.value.args[0].elts
-            names = additions[node.targets[0].id]
-            elts.extend(ast.copy_location(ast.Name(id=name, ctx=ast.Load()), elts[-1]) for name in names)
+            extend(node.value.args[0].elts, additions[node.targets[0].id])
             found.add(node.targets[0].id)
+        elif detect_like and isinstance(node, ast.Set) and any(getattr(e, "id", None) == "Detect" for e in node.elts):
+            extend(node.elts, detect_like)
+            detect_sets += 1
     if found != set(additions):
-        missing = sorted(set(additions) - found)
+        shape = f"builds {sorted(set(additions) - found)} as `frozenset({{...}})`"
+    elif detect_like and detect_sets != DETECT_SETS:
+        shape = f"names Detect in {DETECT_SETS} set literals (found {detect_sets})"
+    else:
+        shape = None
+    if shape:
         raise IntegrationError(
-            f"ultralytics parse_model no longer builds {missing} as `frozenset({{...}})`; nas_plugin supports "
+            f"ultralytics parse_model no longer {shape}; nas_plugin supports "
             f"ultralytics{TESTED_ULTRALYTICS}. Install a supported version or set NAS_PLUGIN_DISABLE=1."
         )
     ast.increment_lineno(tree, first_line - 1)  # tracebacks point at the real lines of tasks.py
@@ -72,6 +83,9 @@ def _extended_parse_model(tasks, additions):
     patched = namespace[original.__name__]
     patched.__nas_plugin_original__ = original
     return patched
+
+
+DETECT_SETS = 2  # parse_model names Detect in two set literals: the heads' arguments, and which heads take `legacy`
 
 
 def install():
@@ -85,14 +99,17 @@ def install():
         return
     from . import elastic_ops, modules  # import nothing from Ultralytics at module level: safe mid-import
 
-    for cls in modules.YAML_MODULES:
+    heads = [elastic_detect_class()]
+    for cls in (*modules.YAML_MODULES, *heads):
         setattr(tasks, cls.__name__, cls)
     sets = {"base_modules": modules.YAML_MODULES, "repeat_modules": modules.REPEAT_MODULES}
-    tasks.parse_model = _extended_parse_model(tasks, {k: [c.__name__ for c in v] for k, v in sets.items()})
+    tasks.parse_model = _extended_parse_model(
+        tasks, {k: [c.__name__ for c in v] for k, v in sets.items()}, [c.__name__ for c in heads]
+    )
     package = sys.modules.get("ultralytics.nn")
     if hasattr(package, "parse_model"):  # the package re-exports it; when it is still importing, it will copy ours
         package.parse_model = tasks.parse_model
-    torch.serialization.add_safe_globals(plugin_classes(modules, elastic_ops))
+    torch.serialization.add_safe_globals(plugin_classes(modules, elastic_ops, sys.modules[__name__]))
     _register_callbacks()
 
 
@@ -134,6 +151,93 @@ def conv(c1, c2, k=1, s=1, g=1, act=True):
     from ultralytics.nn.modules import Conv
 
     return Conv(c1, c2, k, s, g=g, act=act)
+
+
+def sppf(c1, c2, k=5):
+    """Ultralytics' `SPPF` as a YOLOv8 YAML row `[c2, k]` builds it (its cv1 activated, as `parse_model` does)."""
+    from ultralytics.nn.modules import SPPF, Conv
+
+    m = SPPF(c1, c2, k)
+    m.cv1.act = Conv.default_act
+    return m
+
+
+def layer_op(m):
+    """How a layer maps input channels to output channels in `nas_plugin.channels` graphs: 'concat', 'same' (channels
+    pass through) or 'fixed'."""
+    from torch import nn
+    from ultralytics.nn.modules import Concat
+
+    return "concat" if isinstance(m, Concat) else "same" if isinstance(m, (nn.Upsample, nn.Identity)) else "fixed"
+
+
+def detect_hidden_widths(ch0, nc, reg_max):
+    """(box, class) branch widths Ultralytics' `Detect` derives from its first input's channels."""
+    return max((16, ch0 // 4, reg_max * 4)), max(ch0, min(nc, 100))
+
+
+def elastic_detect_class():
+    """`ElasticDetect`: Ultralytics' dense (legacy, YOLOv8-style) `Detect` whose hidden widths follow the live width
+    of its first input, as a Detect built for the narrower inputs would; it extracts to a stock `Detect`.
+
+    Made on first use because it subclasses an Ultralytics class (this module imports none at load); pickles find
+    it as `nas_plugin.integration.ElasticDetect` through the module's `__getattr__`.
+    """
+    if "ElasticDetect" in globals():
+        return globals()["ElasticDetect"]
+    from functools import partial
+
+    from ultralytics.nn.modules import Detect
+
+    from .elastic_ops import narrow_branch
+    from .errors import NASError
+
+    class ElasticDetect(Detect):
+        static_type = "Detect"
+        live = None  # (box, class) hidden widths of the active subnet; None: the full ones
+
+        def __init__(self, nc=80, reg_max=16, end2end=False, ch=()):
+            super().__init__(nc, reg_max, end2end, ch)
+            if not self.legacy:
+                raise NASError(
+                    "ElasticDetect needs the dense head of YOLOv8-style YAMLs (C2f blocks); this YAML builds the "
+                    "depthwise YOLO11/26 head, whose zero-padded channels would not stay zero. Use Detect."
+                )
+
+        def _heads(self):
+            return [h for h in ("cv2", "cv3", "one2one_cv2", "one2one_cv3") if getattr(self, h, None) is not None]
+
+        def input_weights(self):
+            return [[f"{h}.{i}.0.conv.weight" for h in self._heads()] for i in range(self.nl)]
+
+        def set_input_live(self, live):
+            widths = detect_hidden_widths(len(live[0]), self.nc, self.reg_max)
+            full = (self.cv2[0][0].conv.out_channels, self.cv3[0][0].conv.out_channels)
+            self.live = None if widths == full else widths
+
+        def static_at(self, ch):
+            """A plain Detect for inputs of `ch` channels (what a subnet's head is), strides set."""
+            head = ElasticDetect(self.nc, self.reg_max, getattr(self, "one2one_cv2", None) is not None, ch)
+            head.stride = self.stride
+            return head
+
+        def forward_head(self, x, box_head=None, cls_head=None):
+            if self.live is None or box_head is None or cls_head is None:
+                return super().forward_head(x, box_head, cls_head)
+            c2, c3 = self.live
+            return super().forward_head(
+                x, [partial(narrow_branch, b, c2) for b in box_head], [partial(narrow_branch, b, c3) for b in cls_head]
+            )
+
+    ElasticDetect.__module__, ElasticDetect.__qualname__ = __name__, "ElasticDetect"
+    globals()["ElasticDetect"] = ElasticDetect
+    return ElasticDetect
+
+
+def __getattr__(name):
+    if name == "ElasticDetect":  # unpickling a supernet before install() made the class
+        return elastic_detect_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_divisible(x, divisor):
@@ -292,6 +396,7 @@ class TrainerView:
         return unwrap_model(self.trainer.model)
 
     ema = property(lambda self: self.trainer.ema.ema, doc="The EMA model, which is validated and saved.")
+    optimizer = property(lambda self: self.trainer.optimizer)
     model_source = property(lambda self: str(self.trainer.args.model), doc="The `model=` argument.")
     seed = property(lambda self: int(self.trainer.args.seed))
     compile = property(lambda self: self.trainer.args.compile, doc="The `compile=` argument (False: eager).")
@@ -364,7 +469,9 @@ __all__ = (
     "check_dataset",
     "conv",
     "detach_outputs",
+    "detect_hidden_widths",
     "detection_model",
+    "elastic_detect_class",
     "export_ready",
     "gflops",
     "head_outputs",
@@ -372,12 +479,14 @@ __all__ = (
     "is_image",
     "is_installed",
     "is_main_process",
+    "layer_op",
     "load_checkpoint",
     "loss_parts",
     "make_divisible",
     "plugin_classes",
     "read_model_yaml",
     "save_checkpoint",
+    "sppf",
     "torch_to_onnx",
     "validate",
     "wrap_criterion",

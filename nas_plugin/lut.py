@@ -17,6 +17,7 @@ import itertools
 import json
 import math
 
+from .channels import count_choices, input_choices, live_indices
 from .errors import NASError
 from .space import units, validate_arch
 
@@ -42,55 +43,117 @@ def _choice_key(choices):
     return "/".join(f"{n}={v}" for n, v in choices.items())
 
 
-def unit_entries(unit):
+def _c1_key(c1):
+    return "c1=" + "+".join(str(c) for c in (c1 if isinstance(c1, tuple) else (c1,)))
+
+
+def unit_entries(unit, c1s=None):
     """{key: choices} of one space unit's table entries. Per-block choices are timed one block at a time, at the
     stage's first position and at a later one (later blocks share input shape and stride); a unit without them is
-    timed whole, per depth. Per-unit choices are part of every key of their unit."""
+    timed whole, per depth. Per-unit choices are part of every key of their unit.
+
+    `c1s` lists the unit's possible input channel counts when they vary (a layer before it has width choices): the
+    first block (per-block units) or the unit is then timed per input width too. A unit whose space entry names
+    `entry_input` fields is split instead: the part reading the input is timed per input width x those fields
+    (`layer4/in/c1=32/act=relu/width=0.5`), the rest per choice as before (`layer4/body/depth=2/...`).
+    """
     layer, per_unit, per_block = unit["layer"], unit["per_unit"], unit["per_block"]
     entries = {}
+    inputs = [(None, "")] if c1s is None else [(c, _c1_key(c) + "/") for c in c1s]
     if per_block:
         positions = (0, 1) if unit["depth"][-1] > 1 else (0,)
         for pos, u, b in itertools.product(
             positions, itertools.product(*per_unit.values()), itertools.product(*per_block.values())
         ):
             choices = {**dict(zip(per_unit, u)), **dict(zip(per_block, b))}
-            entries[f"layer{layer}/b{pos}/" + _choice_key(choices)] = {"position": pos, **choices}
-    else:
-        for depth, u in itertools.product(unit["depth"], itertools.product(*per_unit.values())):
-            choices = dict(zip(per_unit, u))
-            entries[f"layer{layer}/depth={depth}/" + _choice_key(choices)] = {"depth": depth, **choices}
+            for c1, c1_key in inputs if pos == 0 else [(None, "")]:
+                c1_choice = {} if c1 is None else {"c1": c1}
+                entries[f"layer{layer}/b{pos}/{c1_key}" + _choice_key(choices)] = {
+                    "position": pos,
+                    **c1_choice,
+                    **choices,
+                }
+        return entries
+    split = c1s is not None and "entry_input" in unit
+    if split:
+        fields = {n: per_unit[n] for n in unit["entry_input"]}
+        for (c1, c1_key), u in itertools.product(inputs, itertools.product(*fields.values())):
+            choices = dict(zip(fields, u))
+            entries[f"layer{layer}/in/{c1_key}" + _choice_key(choices)] = {"part": "input", "c1": c1, **choices}
+        inputs = [(None, "body/")]
+    for (c1, c1_key), depth, u in itertools.product(inputs, unit["depth"], itertools.product(*per_unit.values())):
+        choices = {"depth": depth, **dict(zip(per_unit, u))}
+        extra = {"part": "body"} if split else {} if c1 is None else {"c1": c1}
+        entries[f"layer{layer}/{c1_key}" + _choice_key(choices)] = {**extra, **choices}
     return entries
 
 
-def unit_keys(unit, a):
-    """Entry keys of arch unit `a` of space unit `unit`: one per active block, or one for the whole unit."""
+def unit_keys(unit, a, c1=None):
+    """Entry keys of arch unit `a` of space unit `unit` whose input has `c1` channels (None: the input never varies):
+    one per active block, or one for the whole unit (two, input part and body, for a split unit)."""
     per_unit = {n: a[n] for n in unit["per_unit"]}
+    c1_key = "" if c1 is None else _c1_key(c1) + "/"
     if unit["per_block"]:
         blocks = [{**per_unit, **{n: a[n][i] for n in unit["per_block"]}} for i in range(a["depth"])]
-        return [f"layer{unit['layer']}/b{min(i, 1)}/" + _choice_key(c) for i, c in enumerate(blocks)]
-    return [f"layer{unit['layer']}/depth={a['depth']}/" + _choice_key(per_unit)]
+        return [
+            f"layer{unit['layer']}/b{min(i, 1)}/{c1_key if i == 0 else ''}" + _choice_key(c)
+            for i, c in enumerate(blocks)
+        ]
+    whole = _choice_key({"depth": a["depth"], **per_unit})
+    if c1 is not None and "entry_input" in unit:
+        part = _choice_key({n: a[n] for n in unit["entry_input"]})
+        return [f"layer{unit['layer']}/in/{c1_key}{part}", f"layer{unit['layer']}/body/{whole}"]
+    return [f"layer{unit['layer']}/{c1_key}{whole}"]
 
 
-def arch_keys(space, arch, fixed_layers):
-    """All entry keys whose sum is the latency of `arch`."""
-    keys = [f"layer{i}" for i in fixed_layers]
+def _inputs(meta):
+    """(graph, its count choices) of a table's metadata; (None, None) for tables of spaces without width."""
+    graph = meta.get("graph")
+    return graph, (count_choices(graph) if graph else None)
+
+
+def arch_keys(space, arch, meta):
+    """All entry keys whose sum is the latency of `arch`, for a table with metadata `meta`."""
+    graph, counts = _inputs(meta)
+    live = [len(c) for c in live_indices(graph, space, arch)] if graph else None
+
+    def c1(layer):
+        if not graph or input_choices(graph, layer, counts) is None:
+            return None
+        return tuple(live[j] for j in graph[layer]["f"])
+
+    keys = [f"layer{i}" + (f"/{_c1_key(c)}" if (c := c1(i)) else "") for i in meta["fixed_layers"]]
     for section, i, unit in units(space):
-        keys += unit_keys(unit, arch[section][i])
+        c = c1(unit["layer"])
+        keys += unit_keys(unit, arch[section][i], None if c is None else c[0])
     return keys
 
 
-def all_keys(space, fixed_layers):
+def all_keys(space, meta):
     """Every key a table for `space` needs: {key: (kind, layer, choices)} with kind 'fixed' or 'unit'."""
-    keys = {f"layer{i}": ("fixed", i, {}) for i in fixed_layers}
+    graph, counts = _inputs(meta)
+
+    def c1s(layer):
+        return input_choices(graph, layer, counts) if graph else None
+
+    keys = {}
+    for i in meta["fixed_layers"]:
+        options = c1s(i)
+        if options is None:
+            keys[f"layer{i}"] = ("fixed", i, {})
+        else:
+            keys.update({f"layer{i}/{_c1_key(c)}": ("fixed", i, {"c1": c}) for c in options})
     for _, _, unit in units(space):
-        keys.update({key: ("unit", unit["layer"], choices) for key, choices in unit_entries(unit).items()})
+        options = c1s(unit["layer"])
+        entries = unit_entries(unit, None if options is None else [c[0] for c in options])
+        keys.update({key: ("unit", unit["layer"], choices) for key, choices in entries.items()})
     return keys
 
 
 def raw_sum_us(lut, space, arch):
     """Sum of the table entries of `arch` (no calibration); a missing entry is an error, never 0."""
     total = 0.0
-    for key in arch_keys(space, arch, lut["meta"]["fixed_layers"]):
+    for key in arch_keys(space, arch, lut["meta"]):
         entry = lut["entries"].get(key)
         if entry is None:
             raise NASError(

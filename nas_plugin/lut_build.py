@@ -13,7 +13,6 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
 from .backends import timing_stats
@@ -22,7 +21,7 @@ from .files import write_json
 from .integration import export_ready
 from .lut import FORMAT, META_KEYS, all_keys, load_lut, raw_sum_us
 from .space import max_arch, min_arch, random_arch
-from .supernet import elastic_layers, fingerprint, space_from_model
+from .supernet import elastic_layers, fingerprint, layer_shapes, model_graph, space_from_model
 from .timing import (
     REFERENCE_REPEATS,
     REFERENCE_WARMUP,
@@ -44,38 +43,22 @@ class _Layer(nn.Module):
         return self.layer(list(xs) if self.multi else xs[0])
 
 
-def layer_shapes(model, imgsz, batch=1):
-    """{layer index: (input shapes, output shape)} from one forward pass at `imgsz` (shapes do not depend on the
-    arch)."""
-    shapes, hooks = {}, []
-    for m in model.model:
-
-        def pre(mod, args):
-            x = args[0]
-            shapes[mod.i] = [tuple(t.shape) for t in (x if isinstance(x, list) else [x])]
-
-        def post(mod, args, out):
-            shapes[mod.i] = (shapes[mod.i], tuple(out.shape) if isinstance(out, torch.Tensor) else None)
-
-        hooks += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(batch, model.yaml.get("channels", 3), imgsz, imgsz))
-    finally:
-        for h in hooks:
-            h.remove()
-    return shapes
-
-
 def entry_module(model, kind, layer, choices, shapes):
-    """(module, input shapes) for one table entry."""
+    """(module, input shapes) for one table entry; an entry keyed by input widths (`c1`) reads that many channels."""
     ins, out = shapes[layer]
+    c1 = choices.get("c1")
+    if c1 is not None:
+        ins = [(s[0], c, *s[2:]) for s, c in zip(ins, c1 if isinstance(c1, tuple) else (c1,))]
+    m = model.model[layer]
     if kind == "fixed":
-        return export_ready(_Layer(copy.deepcopy(model.model[layer]))), ins
-    return model.model[layer].latency_entry(choices, ins, out)
+        static = m.static_at([s[1] for s in ins]) if hasattr(m, "static_at") else copy.deepcopy(m)
+        static.f, static.i = m.f, m.i
+        return export_ready(_Layer(static)), ins
+    return m.latency_entry(choices, ins, out)
 
 
 def _meta(backend, supernet, imgsz, batch, source):
+    graph = model_graph(supernet)  # kept for spaces with width: keys name the input widths an entry sees
     return {
         **{k: backend.info.get(k) for k in ("backend", "version", "device", "device_name", "cpu", "precision")},
         "threads": backend.threads,  # as requested (None: the backend's latency default); threads_used: what it ran
@@ -86,6 +69,7 @@ def _meta(backend, supernet, imgsz, batch, source):
         "fingerprint": fingerprint(supernet),
         "supernet": str(source),
         "fixed_layers": [m.i for m in supernet.model if m.i not in {i for _, i, _ in elastic_layers(supernet)}],
+        **({"graph": graph} if any("channels" in n for n in graph) else {}),
     }
 
 
@@ -123,7 +107,7 @@ def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnet
         lut.update(reference=old["reference"], entries=old["entries"], calibration=old.get("calibration"))
 
     shapes = layer_shapes(supernet, imgsz, batch)
-    todo = {k: v for k, v in all_keys(space, meta["fixed_layers"]).items() if k not in lut["entries"]}
+    todo = {k: v for k, v in all_keys(space, meta).items() if k not in lut["entries"]}
     LOGGER.info(
         f"latency table: {len(lut['entries'])} entries done, {len(todo)} to measure on "
         f"{backend.info['device_name']} ({backend.info['precision']})"

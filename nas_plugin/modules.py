@@ -12,9 +12,18 @@ import numbers
 import torch
 from torch import nn
 
-from .elastic_ops import ACTIVATIONS, ActSwitch, ElasticConvBN, ElasticSE, SqueezeExcite, make_act
+from .elastic_ops import (
+    ACTIVATIONS,
+    ActSwitch,
+    ElasticConvBN,
+    ElasticSE,
+    SqueezeExcite,
+    conv_rows,
+    make_act,
+    pad_channels,
+)
 from .errors import NASError
-from .integration import conv, make_divisible
+from .integration import conv, make_divisible, sppf
 
 
 def _is_int(v):
@@ -73,6 +82,23 @@ def _depths(owner, values, n):
     return depths
 
 
+def _widths(owner, values, c2):
+    """Validate width choices (fractions of the row's `c2` output channels, smallest to largest, the last 1.0);
+    returns (widths, channel counts), a width whose count (rounded up to a multiple of 8) repeats a larger one's
+    dropped, so every choice is a distinct subnet."""
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    for v in values:
+        if not (isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 < v <= 1):
+            raise NASError(f"{owner} width {v!r} is not allowed; width must be a number in (0, 1] (a share of c2).")
+    if not values or values != sorted(set(values)) or values[-1] != 1:
+        raise NASError(
+            f"{owner} width choices {values} must list each width once, smallest to largest, ending at 1.0 "
+            "(e.g. [0.5, 0.75, 1.0])."
+        )
+    by_channels = {c2 if v == 1 else min(make_divisible(c2 * v, 8), c2): v for v in values}  # larger replaces smaller
+    return list(by_channels.values()), list(by_channels)
+
+
 def _per_block(owner, field, values, n, check):
     """A static per-block setting: one value for all n blocks, or a list of exactly n values."""
     values = list(values) if isinstance(values, (list, tuple)) else [values] * n
@@ -82,8 +108,50 @@ def _per_block(owner, field, values, n, check):
     return values
 
 
+_BN = ("weight", "bias", "running_mean", "running_var")  # a BatchNorm's per-channel tensors
+
+
 class ElasticModule(nn.Module):
-    """Base of the supernet modules: one active subnet config (a unit of an arch dict) at a time."""
+    """Base of the supernet modules: one active subnet config (a unit of an arch dict) at a time.
+
+    A module with width choices computes the leading channels of the chosen width and zero-pads its output to the
+    full width; `input_weights` names the weights that read its input, which extraction gathers at the input's live
+    channels (`nas_plugin.channels`).
+    """
+
+    widths, width_channels = (1.0,), None  # no width choices (also what modules pickled before width was added get)
+
+    def _init_widths(self, widths, c2):
+        self.widths, self.width_channels = _widths(type(self).__name__, widths, c2)
+
+    def _width_choices(self):
+        """The per-unit `width` field of the space: only when there is a choice (spaces without width stay as they
+        were, tables and archs included)."""
+        return {"width": list(self.widths)} if len(self.widths) > 1 else {}
+
+    def full_channels(self):
+        """Output channels at full width."""
+        raise NotImplementedError
+
+    def out_channels(self, unit):
+        """Output channels of the subnet `unit` describes."""
+        return self.width_channels[self.widths.index(unit["width"])] if "width" in unit else self.full_channels()
+
+    def input_weights(self):
+        """Per input, the state-dict keys of the weights whose dim 1 reads it; None: this module cannot follow an
+        input narrower than the supernet's (a layer before it with width choices is refused)."""
+        return None
+
+    def inherit_gathers(self, unit):
+        """{key: {dim: indices}} of the weights `unit` uses that are not leading slices (see `inherit_state`)."""
+        return {}
+
+    output_conv = None  # the Conv (conv + bn) that makes the output: a child's name, or None for the module's own
+
+    def output_weights(self):
+        """The state-dict keys whose dim 0 is this module's output channels (reordered by `channel_order`)."""
+        prefix = f"{self.output_conv}." if self.output_conv else ""
+        return [f"{prefix}conv.weight", *(f"{prefix}bn.{b}" for b in _BN)]
 
     def space_entry(self):
         """This module's choices as plain data: {'module', 'depth', 'per_block': {...}, 'per_unit': {...}}."""
@@ -99,7 +167,8 @@ class ElasticModule(nn.Module):
 
     def latency_entry(self, choices, in_shapes, out_shape):
         """(static module, its input shapes) timed for one latency-table entry of this layer: `choices` are one of
-        `nas_plugin.lut.unit_entries`; `in_shapes` and `out_shape` are the layer's own in the supernet."""
+        `nas_plugin.lut.unit_entries`; `in_shapes` are what the entry reads (its `c1` if it has one) and
+        `out_shape` the layer's full output in the supernet."""
         raise NotImplementedError
 
 
@@ -188,6 +257,9 @@ class ElasticMBConvStage(ElasticModule):
             ElasticMBConvBlock(c1 if i == 0 else c2, c2, kmax, emax, s if i == 0 else 1, se, act) for i in range(n)
         )
         self.active = {"depth": n, "kernel": [kmax] * n, "expand": [emax] * n}
+
+    def full_channels(self):
+        return self.blocks[0].project.conv.out_channels
 
     def space_entry(self):
         return {
@@ -280,6 +352,12 @@ class ElasticMBottleneckCSP(ElasticModule):
         self.cv3 = conv(2 * c_, c2, 1, act=ActSwitch(self.acts))
         self.set_active({"depth": n, "kernel": self.kernels[-1], "act": self.acts[-1]})
 
+    def full_channels(self):
+        return self.cv3.conv.out_channels
+
+    def input_weights(self):
+        return [["cv1.conv.weight"]]
+
     def space_entry(self):
         return {
             "module": type(self).__name__,
@@ -344,9 +422,24 @@ class MC2f(nn.Module):
         self.m = nn.ModuleList(C2fBottleneck(self.c, k, e, shortcut, act) for _ in range(n))
 
     def forward(self, x):
-        y = list(self.cv1(x).chunk(2, 1))
+        return self.body(self.cv1(x))
+
+    def body(self, y):
+        """Everything after cv1 (a latency-table entry of its own when the block's input width varies)."""
+        y = list(y.chunk(2, 1))
         y.extend(m(y[-1]) for m in self.m)
         return self.cv2(torch.cat(y, 1))
+
+
+class Body(nn.Module):
+    """A block without its first conv (`block.body`), timed as a latency-table entry."""
+
+    def __init__(self, block):
+        super().__init__()
+        self.block = block
+
+    def forward(self, y):
+        return self.block.body(y)
 
 
 class ElasticC2fBottleneck(nn.Module):
@@ -364,24 +457,38 @@ class ElasticC2fBottleneck(nn.Module):
         return self.cv2.bn if self.add else None
 
     def forward(self, x, k, e):
-        y = self.act(self.cv2(self.act(self.cv1(x, int(self.c * e), k)), self.c, k))
+        c = x.shape[1]  # the block's width: c at full width, less for a narrower C2f
+        y = self.act(self.cv2(self.act(self.cv1(x, int(c * e), k)), c, k))
         return x + y if self.add else y
 
 
 class ElasticC2f(ElasticModule):
-    """An elastic `MC2f`: depth, and one bottleneck kernel, expand ratio and activation per block (unit).
+    """An elastic `MC2f`: depth, and one bottleneck kernel, expand ratio, activation and width per block (unit).
 
     C2f concatenates its blocks' outputs after the two halves of cv1, so depth d uses the leading (2 + d) * c input
-    channels of cv2: a shallower subnet is a leading slice, like every other elastic choice here.
+    channels of cv2: a shallower subnet is a leading slice. A narrower width w (hidden c' = c2' / 2) takes the
+    leading c' channels of each half of cv1 and of each chunk cv2 reads, and the leading c2' outputs.
     """
 
+    output_conv = "cv2"
+
     def __init__(
-        self, c1, c2, n=2, shortcut=False, kernels=(3, 5), expands=(0.5, 1.0), acts=("relu", "silu"), depths=(1, 2)
+        self,
+        c1,
+        c2,
+        n=2,
+        shortcut=False,
+        kernels=(3, 5),
+        expands=(0.5, 1.0),
+        acts=("relu", "silu"),
+        depths=(1, 2),
+        widths=(1.0,),
     ):
         super().__init__()
         name = type(self).__name__
         self.kernels, self.expands = _kernels(name, kernels), _ratios(name, expands)
         self.acts, self.depths = _acts(name, acts), _depths(name, depths, n)
+        self._init_widths(widths, c2)
         self.shortcut, self.c = bool(shortcut), int(c2 * 0.5)
         self.cv1 = conv(c1, 2 * self.c, 1, act=ActSwitch(self.acts))
         self.m = nn.ModuleList(
@@ -389,21 +496,57 @@ class ElasticC2f(ElasticModule):
         )
         self.cv2 = ElasticConvBN((2 + n) * self.c, c2, 1)
         self.act = ActSwitch(self.acts)
-        self.set_active({"depth": n, "kernel": self.kernels[-1], "expand": self.expands[-1], "act": self.acts[-1]})
+        self.set_active(
+            {
+                "depth": n,
+                "kernel": self.kernels[-1],
+                "expand": self.expands[-1],
+                "act": self.acts[-1],
+                **{k: v[-1] for k, v in self._width_choices().items()},
+            }
+        )
+
+    def full_channels(self):
+        return self.cv2.conv.out_channels
+
+    def input_weights(self):
+        return [["cv1.conv.weight"]]
 
     def space_entry(self):
         return {
             "module": type(self).__name__,
             "depth": list(self.depths),
             "per_block": {},
-            "per_unit": {"kernel": list(self.kernels), "expand": list(self.expands), "act": list(self.acts)},
+            "per_unit": {
+                "kernel": list(self.kernels),
+                "expand": list(self.expands),
+                "act": list(self.acts),
+                **self._width_choices(),
+            },
+            "entry_input": ["act", *self._width_choices()],  # what cv1, the part reading the input, depends on
         }
 
     def set_active(self, unit):
-        self.active = {"depth": unit["depth"], "kernel": unit["kernel"], "expand": unit["expand"], "act": unit["act"]}
+        self.active = {k: unit[k] for k in ("depth", "kernel", "expand", "act", "width") if k in unit}
         for m in self.modules():
             if isinstance(m, ActSwitch):
                 m.name = unit["act"]
+
+    def _picks(self, unit):
+        """(hidden width c', cv1's output rows, cv2's input columns) of `unit`; None, None at full width."""
+        c = self.out_channels(unit) // 2
+        if c == self.c:
+            return c, None, None
+        rows = [*range(c), *range(self.c, self.c + c)]
+        cols = [j * self.c + i for j in range(2 + unit["depth"]) for i in range(c)]
+        return c, rows, cols
+
+    def inherit_gathers(self, unit):
+        _, rows, cols = self._picks(unit)
+        if rows is None:
+            return {}
+        bn = {f"cv1.bn.{k}": {0: rows} for k in _BN}
+        return {"cv1.conv.weight": {0: rows}, **bn, "cv2.conv.weight": {1: cols}}
 
     def static_row(self, unit):
         if (unit["kernel"], unit["expand"], unit["act"]) == (
@@ -415,23 +558,123 @@ class ElasticC2f(ElasticModule):
         return unit["depth"], "MC2f", [self.shortcut, unit["kernel"], unit["expand"], unit["act"]]
 
     def latency_entry(self, choices, in_shapes, out_shape):
-        """The whole block for one depth x kernel x expand x activation choice."""
-        c1, c2, c = self.cv1.conv.in_channels, self.cv2.conv.out_channels, choices
-        return MC2f(c1, c2, c["depth"], self.shortcut, c["kernel"], c["expand"], c["act"]), in_shapes
+        """The whole block for one depth x kernel x expand x activation (x width) choice; when the input width varies,
+        cv1 for each input width x activation x width (`part: input`) and the rest for each choice (`part: body`)."""
+        c1, c2, c = in_shapes[0][1], self.out_channels(choices), choices
+        if c.get("part") == "input":
+            return conv(c1, c2 // 2 * 2, 1, act=make_act(c["act"])), in_shapes
+        block = MC2f(c1, c2, c["depth"], self.shortcut, c["kernel"], c["expand"], c["act"])
+        if c.get("part") == "body":
+            return Body(block), [(out_shape[0], c2 // 2 * 2, *out_shape[2:])]
+        return block, in_shapes
 
     def forward(self, x):
         a = self.active
-        y = list(self.cv1(x).chunk(2, 1))
+        c, rows, cols = self._picks(a)
+        if rows is None:
+            y = list(self.cv1(x).chunk(2, 1))
+        else:
+            y = list(conv_rows(self.cv1, x, self._index(rows)).split(c, 1))
         y.extend(block(y[-1], a["kernel"], a["expand"]) for block in self.m[: a["depth"]])
-        return self.act(self.cv2(torch.cat(y, 1), self.cv2.conv.out_channels))
+        y = self.cv2(torch.cat(y, 1), self.out_channels(a), cols=None if cols is None else self._index(cols))
+        return pad_channels(self.act(y), self.full_channels())
+
+    def _index(self, picks):
+        return torch.as_tensor(picks, dtype=torch.long, device=self.cv2.conv.weight.device)
 
 
-YAML_MODULES = (
+class ElasticConv(ElasticModule):
+    """Ultralytics `Conv` (conv, BN, SiLU) with width choices: `[c2, k, s, widths]`; extracts to a stock `Conv`."""
+
+    def __init__(self, c1, c2, k=1, s=1, widths=(1.0,)):
+        super().__init__()
+        self._init_widths(widths, c2)
+        self.k, self.s = k, s
+        self.conv = nn.Conv2d(c1, c2, k, s, k // 2, bias=False)
+        self.bn = nn.BatchNorm2d(c2)
+        self.act = nn.SiLU()
+        self.set_active({k: v[-1] for k, v in self._width_choices().items()} | {"depth": 1})
+
+    def full_channels(self):
+        return self.conv.out_channels
+
+    def input_weights(self):
+        return [["conv.weight"]]
+
+    def space_entry(self):
+        return {"module": type(self).__name__, "depth": [1], "per_block": {}, "per_unit": self._width_choices()}
+
+    def set_active(self, unit):
+        self.active = dict(unit)
+
+    def static_row(self, unit):
+        return 1, "Conv", [self.k, self.s]
+
+    def latency_entry(self, choices, in_shapes, out_shape):
+        return conv(in_shapes[0][1], self.out_channels(choices), self.k, self.s), in_shapes
+
+    def forward(self, x):
+        return pad_channels(conv_rows(self, x, self.out_channels(self.active)), self.full_channels())
+
+
+class ElasticSPPF(ElasticModule):
+    """Ultralytics `SPPF` (as YOLOv8's YAML builds it) with width choices, `[c2, k, widths]`: its hidden width
+    follows its input's live width (`c1 // 2`), as a narrower SPPF's would; extracts to a stock `SPPF`."""
+
+    output_conv = "cv2"
+
+    def __init__(self, c1, c2, k=5, widths=(1.0,)):
+        super().__init__()
+        self._init_widths(widths, c2)
+        self.k, self.c_ = k, c1 // 2
+        self.cv1 = conv(c1, self.c_, 1)
+        self.cv2 = conv(self.c_ * 4, c2, 1)
+        self.m = nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2)
+        self.hidden = self.c_
+        self.set_active({k: v[-1] for k, v in self._width_choices().items()} | {"depth": 1})
+
+    def full_channels(self):
+        return self.cv2.conv.out_channels
+
+    def input_weights(self):
+        return [["cv1.conv.weight"]]
+
+    def set_input_live(self, live):
+        """Follow the live width of the input (set by `supernet.set_arch`)."""
+        self.hidden = len(live[0]) // 2
+
+    def _cols(self):
+        return [j * self.c_ + i for j in range(4) for i in range(self.hidden)]
+
+    def inherit_gathers(self, unit):
+        return {} if self.hidden == self.c_ else {"cv2.conv.weight": {1: self._cols()}}
+
+    def space_entry(self):
+        return {"module": type(self).__name__, "depth": [1], "per_block": {}, "per_unit": self._width_choices()}
+
+    def set_active(self, unit):
+        self.active = dict(unit)
+
+    def static_row(self, unit):
+        return 1, "SPPF", [self.k]
+
+    def latency_entry(self, choices, in_shapes, out_shape):
+        return sppf(in_shapes[0][1], self.out_channels(choices), self.k), in_shapes
+
+    def forward(self, x):
+        y = [conv_rows(self.cv1, x, self.hidden)]
+        y.extend(self.m(y[-1]) for _ in range(3))
+        y = torch.cat(y, 1)
+        cols = None if self.hidden == self.c_ else torch.as_tensor(self._cols(), device=y.device)
+        return pad_channels(conv_rows(self.cv2, y, self.out_channels(self.active), cols), self.full_channels())
+
+
+REPEAT_MODULES = (
     ElasticMBConvStage,
     MBConvStage,
     ElasticMBottleneckCSP,
     MBottleneckCSP,
     ElasticC2f,
     MC2f,
-)  # names usable in YAML rows
-REPEAT_MODULES = YAML_MODULES  # all take (c1, c2, n, ...): parse_model inserts n
+)  # take (c1, c2, n, ...): parse_model inserts n
+YAML_MODULES = (*REPEAT_MODULES, ElasticConv, ElasticSPPF)  # names usable in YAML rows

@@ -1,12 +1,15 @@
 """Glue between a built supernet (an Ultralytics DetectionModel with elastic layers) and the plain-data space."""
 
 import hashlib
+import weakref
 from pathlib import Path
 
+import torch
 from torch import nn
 
+from .channels import count_choices, live_indices
 from .errors import NASError
-from .integration import yolo_model
+from .integration import layer_op, yolo_model
 from .modules import YAML_MODULES, ElasticModule
 from .space import SECTIONS, arch_key, units, validate_arch
 
@@ -64,11 +67,77 @@ def layer_units(model, arch):
     return [(m, unit) for (_, _, m), (_, _, unit) in zip(elastic_layers(model), units(arch))]
 
 
+def layer_shapes(model, imgsz, batch=1):
+    """{layer index: (input shapes, output shape)} from one forward pass at `imgsz` (shapes do not depend on the
+    arch: narrower layers zero-pad to the full width)."""
+    shapes, hooks = {}, []
+    for m in model.model:
+
+        def pre(mod, args):
+            x = args[0]
+            shapes[mod.i] = [tuple(t.shape) for t in (x if isinstance(x, list) else [x])]
+
+        def post(mod, args, out):
+            shapes[mod.i] = (shapes[mod.i], tuple(out.shape) if isinstance(out, torch.Tensor) else None)
+
+        hooks += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+    training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(batch, model.yaml.get("channels", 3), imgsz, imgsz))
+    finally:
+        model.train(training)
+        for h in hooks:
+            h.remove()
+    return shapes
+
+
+_GRAPHS = weakref.WeakKeyDictionary()  # model -> its graph (set_arch runs every training step)
+
+
+def model_graph(model):
+    """The `nas_plugin.channels` graph of a model: per layer its inputs, channel rule and full output channels.
+
+    Raises NASError when a layer that cannot follow a narrower input reads a layer with width choices."""
+    if model in _GRAPHS:
+        return _GRAPHS[model]
+    shapes = layer_shapes(model, int(model.stride.max()) * 2)
+    graph = []
+    for m in model.model:
+        f = [m.f] if isinstance(m.f, int) else list(m.f)
+        f = [j if j >= 0 else m.i + j for j in f]
+        node = {"f": [j for j in f if j >= 0], "op": layer_op(m), "c2": (shapes[m.i][1] or (0, 0))[1]}
+        if isinstance(m, ElasticModule):
+            node["op"] = "unit"
+            if len(m.widths) > 1:
+                node["channels"] = list(m.width_channels)
+        graph.append(node)
+    counts = count_choices(graph)
+    for m, node in zip(model.model, graph):
+        narrow = [j for j in node["f"] if len(counts[j]) > 1]
+        if narrow and node["op"] not in ("concat", "same") and getattr(m, "input_weights", lambda: None)() is None:
+            raise NASError(
+                f"layer {m.i} ({type(m).__name__}) reads layer {narrow[0]}, which has width choices, but cannot follow "
+                "a narrower input; make it an elastic row (ElasticC2f, ElasticConv, ElasticSPPF, ElasticDetect) or "
+                f"give layer {narrow[0]} a single width."
+            )
+    _GRAPHS[model] = graph
+    return graph
+
+
 def set_arch(model, arch):
-    """Activate `arch` in every elastic layer of `model`; returns the canonical arch."""
-    arch = validate_arch(space_from_model(model), arch)
+    """Activate `arch` in every elastic layer of `model`, and the live input widths in layers that follow them;
+    returns the canonical arch."""
+    space = space_from_model(model)
+    arch = validate_arch(space, arch)
     for m, unit in layer_units(model, arch):
         m.set_active(unit)
+    graph = model_graph(model)
+    if any("channels" in node for node in graph):
+        live = live_indices(graph, space, arch)
+        for m, node in zip(model.model, graph):
+            if hasattr(m, "set_input_live"):
+                m.set_input_live([live[j] for j in node["f"]])
     return arch
 
 

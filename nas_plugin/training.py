@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import supernet
+from . import channel_order, supernet
 from .calibration import calibration_batches, recalibrate_bn
 from .errors import NASError
 from .files import atomic_path
@@ -45,7 +45,7 @@ from .integration import (
     read_model_yaml,
     wrap_criterion,
 )
-from .space import arch_key, encode, fields, max_arch, min_arch, random_arch, restrict
+from .space import arch_key, encode, fields, max_arch, min_arch, random_arch, restrict, units
 
 SAMPLERS = ("sandwich", "uniform")
 DEFAULTS = {
@@ -161,6 +161,16 @@ def phase_space(space, cfg, phase):
         if "all" in names or (section == "head" and "neck" in names) or (section == "backbone" and f in names)
     }
     return restrict(space, elastic)
+
+
+def width_opens(space, cfg, epoch, epochs):
+    """Whether `epoch` starts a phase that samples narrower widths while the phase before it did not."""
+
+    def narrows(phase):
+        return any(len(u["per_unit"].get("width", ())) > 1 for _, _, u in units(phase_space(space, cfg, phase)))
+
+    phase = phase_at(cfg, epoch, epochs)
+    return phase > 0 and epoch == phase_ends(cfg, epochs)[phase - 1] and narrows(phase) and not narrows(phase - 1)
 
 
 def sample(space, cfg, seed, epoch, batch_index, batches_per_epoch, epochs=1):
@@ -377,10 +387,19 @@ def load_init(model, path, source="the model YAML"):
 
 
 def on_train_epoch_start(trainer):
+    """Reset the epoch's logs; when narrower widths start training, sort channels by importance first."""
+    from ultralytics.utils import LOGGER
+
     t = TrainerView(trainer)
-    if t.state is not None:
-        t.state.batch_index, t.state.epoch = 0, t.epoch
-        t.state.losses, t.state.subnets = {}, []
+    if t.state is None:
+        return
+    t.state.batch_index, t.state.epoch = 0, t.epoch
+    t.state.losses, t.state.subnets = {}, []
+    if width_opens(t.state.space, t.state.cfg, t.epoch, t.epochs):
+        orders = channel_order.output_order(t.model)
+        channel_order.apply_order(t.model, orders, t.optimizer)
+        channel_order.apply_order(t.ema, orders)
+        LOGGER.info(f"nas: output channels of {len(orders)} layers with width choices sorted by importance (L1)")
 
 
 def on_train_batch_start(trainer):

@@ -1,5 +1,6 @@
 """Subnet extraction: exact outputs, exact parameter counts, standard files that stock Ultralytics uses."""
 
+import copy
 import json
 import math
 import sys
@@ -11,9 +12,10 @@ import yaml
 
 from helpers import CSP_SUPERNET_FILE, SUPERNET_FILE, SUPERNET_YAML, run_cli, tool, yolo
 from nas_plugin import space as S
+from nas_plugin.channels import live_indices
 from nas_plugin.extract import extract, save_subnet
-from nas_plugin.modules import ElasticC2f, ElasticMBConvStage, ElasticModule
-from nas_plugin.supernet import load_supernet, named_archs, set_arch, space_from_model
+from nas_plugin.modules import ElasticC2f, ElasticConv, ElasticMBConvStage, ElasticModule, ElasticSPPF
+from nas_plugin.supernet import load_supernet, model_graph, named_archs, set_arch, space_from_model
 
 ARCHS = ["max", "min", *range(20)]
 
@@ -28,38 +30,84 @@ def _div8(x):
     return math.ceil(x / 8) * 8
 
 
+def _detect_params(nc, ch):
+    """Parameters of YOLOv8's dense Detect head for inputs of `ch` channels (reg_max 16)."""
+    c2, c3 = max(16, ch[0] // 4, 64), max(ch[0], min(nc, 100))
+    per_level = [
+        c * c2 * 9
+        + 2 * c2
+        + c2 * c2 * 9
+        + 2 * c2
+        + c2 * 64
+        + 64
+        + c * c3 * 9
+        + 2 * c3
+        + c3 * c3 * 9
+        + 2 * c3
+        + c3 * nc
+        + nc
+        for c in ch
+    ]
+    return sum(per_level) + 16  # + the DFL's fixed 1x1 conv
+
+
 def _active_params(supernet, arch):
-    """Parameter count of the weights `arch` uses, computed from the architecture alone."""
-    fixed = sum(p.numel() for m in supernet.model if not isinstance(m, ElasticModule) for p in m.parameters())
-    total, units = fixed, iter(arch["backbone"] + arch["head"])
-    for m in supernet.model:
+    """Parameter count of the weights `arch` uses, computed from the architecture and its layers' live widths."""
+    graph = model_graph(supernet)
+    live = [len(c) for c in live_indices(graph, space_from_model(supernet), arch)]
+    total, units = 0, iter(arch["backbone"] + arch["head"])
+    for m, node in zip(supernet.model, graph):
+        c1 = live[node["f"][0]] if node["f"] else 3
+        c2 = live[m.i]
         if not isinstance(m, ElasticModule):
+            follows = hasattr(m, "set_input_live")
+            total += (
+                _detect_params(m.nc, [live[j] for j in node["f"]])
+                if follows
+                else sum(p.numel() for p in m.parameters())
+            )
             continue
         a = next(units)
         if isinstance(m, ElasticMBConvStage):
-            c2 = m.blocks[0].project.conv.out_channels
             for i, (k, e) in enumerate(zip(a["kernel"], a["expand"])):
-                c1 = m.blocks[0].expand.conv.in_channels if i == 0 else c2
-                mid = _div8(c1 * e)
-                total += c1 * mid + 2 * mid + mid * k * k + 2 * mid + mid * c2 + 2 * c2
+                cin = c1 if i == 0 else c2
+                mid = _div8(cin * e)
+                total += cin * mid + 2 * mid + mid * k * k + 2 * mid + mid * c2 + 2 * c2
                 if m.se:
                     r = _div8(mid // 4)
                     total += 2 * mid * r + r + mid
         elif isinstance(m, ElasticC2f):
-            c1, c2 = m.cv1.conv.in_channels, m.cv2.conv.out_channels
-            c, h, k = c2 // 2, int(c2 // 2 * a["expand"]), a["kernel"]
+            c, k = c2 // 2, a["kernel"]
+            h = int(c * a["expand"])
             total += c1 * 2 * c + 4 * c + (2 + a["depth"]) * c * c2 + 2 * c2
             total += a["depth"] * (c * h * k * k + 2 * h + h * c * k * k + 2 * c)
+        elif isinstance(m, ElasticConv):
+            total += c1 * c2 * m.k**2 + 2 * c2
+        elif isinstance(m, ElasticSPPF):
+            h = c1 // 2
+            total += c1 * h + 2 * h + 4 * h * c2 + 2 * c2
         else:
-            c1, c2 = m.cv1.conv.in_channels, m.cv3.conv.out_channels
             c = c2 // 2
             total += c1 * c + 2 * c + a["depth"] * (c * c + 2 * c + c * c * a["kernel"] ** 2 + 2 * c)
             total += c * c + 2 * 2 * c + 2 * c * c2 + 2 * c2
     return total
 
 
+def _randomize_bn(model, seed=0):
+    """BatchNorm statistics and affine weights away from their init, so outputs depend on every active weight."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in model.modules():
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                bn.weight.uniform_(0.5, 1.5, generator=g)
+                bn.bias.normal_(0, 0.1, generator=g)
+                bn.running_mean.normal_(0, 0.1, generator=g)
+                bn.running_var.uniform_(0.5, 2.0, generator=g)
+
+
 def _assert_extraction_is_exact(supernet, arch, batch):
-    """The extracted subnet is static, owns exactly the active weights and computes what the supernet computes."""
+    """The extracted subnet is static, owns exactly the active weights and computes what the supernet computes: the
+    head's inputs (the supernet's zero-padded to full width) and its outputs."""
     static = extract(supernet, arch)
     assert not any(isinstance(m, ElasticModule) for m in static.modules())
     assert sum(p.numel() for p in static.parameters()) == _active_params(supernet, arch)
@@ -67,17 +115,34 @@ def _assert_extraction_is_exact(supernet, arch, batch):
     x = torch.rand(batch, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         want, got = supernet.eval()(x), static.eval()(x)
-    torch.testing.assert_close(got[0], want[0], atol=1e-5, rtol=0)
-
-
-@pytest.mark.parametrize("spec", ARCHS)
-def test_extracted_subnet_equals_the_active_supernet(supernet, space, spec):
-    _assert_extraction_is_exact(supernet, _arch(space, spec), batch=2)
+    torch.testing.assert_close(got[0], want[0], atol=1e-5, rtol=1e-6)  # boxes are in pixels
+    for w, g in zip(want[1]["feats"], got[1]["feats"]):
+        assert g.std() > 1e-2  # features that carry signal
+        torch.testing.assert_close(g, w[:, : g.shape[1]], atol=1e-5, rtol=0)
+        assert not w[:, g.shape[1] :].any()
 
 
 @pytest.fixture(scope="module")
-def csp_supernet():
-    return load_supernet(CSP_SUPERNET_FILE.with_name("yolov8n-csp-supernet.yaml"))
+def trained_looking(supernet):
+    """The MBConv supernet with BatchNorm away from its init (a copy: the session fixture stays as built)."""
+    model = copy.deepcopy(supernet)
+    _randomize_bn(model)
+    return model
+
+
+@pytest.mark.parametrize("spec", ARCHS)
+def test_extracted_subnet_equals_the_active_supernet(trained_looking, space, spec):
+    _assert_extraction_is_exact(trained_looking, _arch(space, spec), batch=2)
+
+
+@pytest.fixture(scope="module")
+def csp_supernet(tmp_path_factory):
+    """The CSP supernet at scale n with 6 classes: its head's class branch (max(P3 width, nc)) narrows with P3."""
+    path = tmp_path_factory.mktemp("csp") / "yolov8n-csp-supernet.yaml"
+    path.write_text(CSP_SUPERNET_FILE.read_text().replace("nc: 80", "nc: 6"))
+    model = load_supernet(path)
+    _randomize_bn(model)
+    return model
 
 
 @pytest.mark.parametrize("spec", ["max", "min", "yolov8n", *range(6)])
@@ -85,6 +150,8 @@ def test_csp_subnet_equals_the_active_supernet(csp_supernet, spec):
     space = space_from_model(csp_supernet)
     arch = named_archs(csp_supernet)[spec] if spec == "yolov8n" else _arch(space, spec)
     _assert_extraction_is_exact(csp_supernet, arch, batch=1)
+    if spec == "min":
+        assert csp_supernet.model[-1].live == (64, 32)  # the box branch stays 64 wide, the class branch follows P3
 
 
 @pytest.mark.parametrize("scale", ["n", "s"])

@@ -47,6 +47,33 @@ def test_changed_set_shape_is_named(tmp_path, monkeypatch):
         _extended_parse_model(fake_tasks_mod, {"base_modules": ["X"], "repeat_modules": ["X"]})
 
 
+def test_changed_detect_sets_are_named(tmp_path, monkeypatch):
+    """ElasticDetect joins every set literal naming Detect; a release that names it in fewer or more is refused."""
+    (tmp_path / "fake_tasks_mod2.py").write_text(
+        "Detect = int\ndef parse_model(d, ch, verbose=True):\n    base_modules = frozenset({int})\n"
+        "    if d in frozenset({Detect, float}):\n        return d\n    return d\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import fake_tasks_mod2
+
+    with pytest.raises(IntegrationError, match=r"no longer names Detect in 2 set literals \(found 1\)"):
+        _extended_parse_model(fake_tasks_mod2, {"base_modules": ["X"]}, ["ElasticDetect"])
+
+
+def test_the_patched_parser_builds_elastic_detect_as_a_head():
+    """The real parse_model gives ElasticDetect a head's arguments (reg_max, end2end, input channels) and `legacy`."""
+    from nas_plugin.integration import detection_model, elastic_detect_class
+
+    cfg = {
+        "nc": 3,
+        "backbone": [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Conv", [32, 3, 2]]],
+        "head": [[[0, 1], 1, "ElasticDetect", ["nc"]]],
+    }
+    head = detection_model(cfg).model[-1]
+    assert type(head) is elastic_detect_class() and head.legacy
+    assert [b[0].conv.in_channels for b in head.cv2] == [16, 32] and head.nc == 3
+
+
 def test_yolo_train_cli_trains_the_supernet_and_extract_reads_best_pt(tiny_data, tmp_path):
     train = yolo(
         "train",

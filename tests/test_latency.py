@@ -89,9 +89,9 @@ def test_tensorrt_on_gpu(tmp_path):
 def test_table_has_every_entry_and_metadata(tiny, tiny_lut):
     _, model, space = tiny
     lut = L.load_lut(tiny_lut, fingerprint(model), 64)
-    assert set(lut["entries"]) == set(L.all_keys(space, lut["meta"]["fixed_layers"]))
+    assert set(lut["entries"]) == set(L.all_keys(space, lut["meta"]))
     assert len(lut["entries"]) == 4 * 2 * 2 + 2 * 2 * 2 + 2  # 4 stages x 2 positions x 2 kernels, CSP, 2 fixed layers
-    assert lut["meta"]["fixed_layers"] == [0, 6]
+    assert lut["meta"]["fixed_layers"] == [0, 6] and "graph" not in lut["meta"]  # no width: keys name no input width
     meta = lut["meta"]
     assert (meta["backend"], meta["device"], meta["precision"], meta["imgsz"], meta["batch"]) == (
         "openvino",
@@ -118,11 +118,11 @@ def test_prediction_is_the_calibrated_sum_of_its_parts(tiny, tiny_lut):
     _, _, space = tiny
     lut = L.load_lut(tiny_lut)
     arch = S.random_arch(space, seed=1)
-    parts = [lut["entries"][k]["median_us"] for k in L.arch_keys(space, arch, lut["meta"]["fixed_layers"])]
+    parts = [lut["entries"][k]["median_us"] for k in L.arch_keys(space, arch, lut["meta"])]
     assert len(parts) == 2 + sum(u["depth"] for u in arch["backbone"]) + 1
     cal = lut["calibration"]
     assert L.predict_us(lut, space, arch) == pytest.approx(cal["scale"] * sum(parts) + cal["offset_us"])
-    del lut["entries"][L.arch_keys(space, arch, [])[0]]
+    del lut["entries"][L.arch_keys(space, arch, {"fixed_layers": []})[0]]
     with pytest.raises(NASError, match="latency table has no entry 'layer1/b0/"):
         L.predict_us(lut, space, arch)
 
