@@ -66,11 +66,9 @@ def tau_noise_ceiling(standalone, sigma, draws=2000, seed=0):
 
 
 def plot(rows, stock, path, title):
-    import matplotlib
+    from nas_plugin.files import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5), dpi=120)
     xs, ys = [r["standalone_map50_95"] for r in rows], [r["inherited_map50_95"] for r in rows]
     ax.scatter(xs, ys, c=[r["predicted_ms"] for r in rows], cmap="viridis", zorder=3)
@@ -93,9 +91,7 @@ def plot(rows, stock, path, title):
         title=title,
     )
     ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None):

@@ -120,12 +120,9 @@ def report(rows, scale, imgsz):
 
 
 def plot(rows, args, path):
-    import matplotlib
+    from nas_plugin.files import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from nas_plugin.files import atomic_path
+    plt = pyplot()
 
     fig, axes = plt.subplots(
         len(args.imgsz), len(args.scales), figsize=(5.5 * len(args.scales), 4.2 * len(args.imgsz)), squeeze=False
@@ -155,10 +152,7 @@ def plot(rows, args, path):
         )
         ax.legend(fontsize=8)
     fig.suptitle("Supernet subnets vs stock YOLO, OpenVINO CPU f32, interleaved rounds", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -249,12 +249,9 @@ def main(argv=None):
 
 
 def plot(rows, path, title):
-    import matplotlib
+    from nas_plugin.files import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from nas_plugin.files import atomic_path
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 5))
     for r in rows:
@@ -273,10 +270,7 @@ def plot(rows, path, title):
         ylabel="mAP50-95 (val, mean of seeds; bar = seed spread)",
         title=title,
     )
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 if __name__ == "__main__":

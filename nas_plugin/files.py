@@ -54,3 +54,21 @@ def write_text(path, text):
 def write_json(path, data):
     """Write `data` as indented JSON atomically."""
     write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def pyplot():
+    """`matplotlib.pyplot` on the file-only Agg backend (plots are written, never shown)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path, dpi=None):
+    """Lay out `fig`, write it to `path` as PNG atomically, and free it."""
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    pyplot().close(fig)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from .files import atomic_path, write_json
+from .files import pyplot, save_figure, write_json
 from .lut import predict_us
 from .space import max_arch, min_arch, random_arch
 from .supernet import space_from_model
@@ -67,10 +67,7 @@ def validate_lut(supernet, lut, samples=50, seed=0, rounds=30, out_dir=None):
 
 def plot_validation(report, path):
     """Scatter of predicted vs measured latency with the +-10% band; max and min subnets labelled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = report["rows"]
     meas = [r["measured_us"] / 1000 for r in rows]
@@ -92,7 +89,4 @@ def plot_validation(report, path):
         fontsize=9,
     )
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

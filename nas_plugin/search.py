@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import NASError
-from .files import atomic_path, write_json, write_text
+from .files import pyplot, save_figure, write_json, write_text
 from .space import arch_key, bounds, decode, encode, max_arch, min_arch
 
 COLUMNS = ("generation", "arch", "map50_95", "map50", "latency_ms", "params", "gflops", "feasible")
@@ -203,10 +203,7 @@ def write_outputs(out, history, front, objective, budgets, marks):
 
 def plot_front(rows, front, objective, budgets, marks, path):
     """All evaluated subnets, the front, the latency budget, and the subnets named in `marks` (e.g. max, min)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
     ax.scatter(
@@ -231,7 +228,4 @@ def plot_front(rows, front, objective, budgets, marks, path):
         ax.axvline(budgets["latency_ms"], color="tab:blue", ls="--", lw=1, label=f"budget {budgets['latency_ms']:g} ms")
     ax.set(xlabel="latency (ms)", ylabel={"map50_95": "mAP50-95", "map50": "mAP50"}[objective])
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
