@@ -13,6 +13,11 @@ import itertools
 from .space import units
 
 
+def has_width(graph):
+    """Whether any layer of the graph has width choices (without, every layer always uses all its channels)."""
+    return any("channels" in node for node in graph)
+
+
 def _unit_choices(space, arch):
     """{layer: (space unit, arch unit)} for every elastic unit."""
     return {unit["layer"]: (unit, arch[section][i]) for section, i, unit in units(space)}

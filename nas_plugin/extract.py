@@ -10,14 +10,14 @@ import yaml
 
 from . import __version__
 from .calibration import recalibrate_bn
-from .channels import live_indices
+from .channels import has_width, live_indices
 from .elastic_ops import inherit_state
 from .errors import NASError
 from .files import write_json, write_text
 from .integration import detection_model, make_divisible, save_checkpoint
 from .modules import ElasticModule
 from .space import SECTIONS
-from .supernet import layer_units, model_graph, set_arch, space_from_model
+from .supernet import input_weights, layer_units, model_graph, set_arch, space_from_model
 
 _KEPT_KEYS = ("nc", "activation", "channels", "reg_max", "end2end")  # top-level YAML keys a subnet keeps
 
@@ -56,20 +56,18 @@ def subnet_yaml(model, arch):
 
 
 def _gathers(model, arch):
-    """Per layer, {key: {dim: indices}} of the weights the subnet takes that are not leading slices: inputs read at
-    their live channels, and what the layer's own width picks."""
+    """Per layer, {key: {dim: indices}} of the weights the subnet takes that are not leading slices: what the layer's
+    own width picks, and the weights reading a narrowed input, at that input's live channels."""
     graph = model_graph(model)
-    live = live_indices(graph, space_from_model(model), arch) if any("channels" in n for n in graph) else None
+    live = live_indices(graph, space_from_model(model), arch) if has_width(graph) else None
     units = {m.i: unit for m, unit in layer_units(model, arch)}
     out = {}
     for m, node in zip(model.model, graph):
-        gathers = m.inherit_gathers(units[m.i]) if m.i in units else {}
-        reads = getattr(m, "input_weights", lambda: None)()
-        for j, keys in zip(node["f"], reads or []) if live else ():
-            if len(live[j]) < graph[j]["c2"]:
+        gathers = out[m.i] = m.inherit_gathers(units[m.i]) if m.i in units else {}
+        for j, keys in zip(node["f"], input_weights(m) or []):
+            if live and len(live[j]) < graph[j]["c2"]:
                 for key in keys:
                     gathers.setdefault(key, {})[1] = live[j]
-        out[m.i] = gathers
     return out
 
 

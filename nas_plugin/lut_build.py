@@ -16,6 +16,7 @@ import numpy as np
 from torch import nn
 
 from .backends import timing_stats
+from .channels import has_width
 from .errors import NASError
 from .files import write_json
 from .integration import export_ready
@@ -69,7 +70,7 @@ def _meta(backend, supernet, imgsz, batch, source):
         "fingerprint": fingerprint(supernet),
         "supernet": str(source),
         "fixed_layers": [m.i for m in supernet.model if m.i not in {i for _, i, _ in elastic_layers(supernet)}],
-        **({"graph": graph} if any("channels" in n for n in graph) else {}),
+        **({"graph": graph} if has_width(graph) else {}),
     }
 
 

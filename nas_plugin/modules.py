@@ -129,6 +129,10 @@ class ElasticModule(nn.Module):
         were, tables and archs included)."""
         return {"width": list(self.widths)} if len(self.widths) > 1 else {}
 
+    def _full_width(self):
+        """The largest subnet's `width` field ({} without a choice)."""
+        return {k: v[-1] for k, v in self._width_choices().items()}
+
     def full_channels(self):
         """Output channels at full width."""
         raise NotImplementedError
@@ -502,7 +506,7 @@ class ElasticC2f(ElasticModule):
                 "kernel": self.kernels[-1],
                 "expand": self.expands[-1],
                 "act": self.acts[-1],
-                **{k: v[-1] for k, v in self._width_choices().items()},
+                **self._full_width(),
             }
         )
 
@@ -583,29 +587,36 @@ class ElasticC2f(ElasticModule):
         return torch.as_tensor(picks, dtype=torch.long, device=self.cv2.conv.weight.device)
 
 
-class ElasticConv(ElasticModule):
-    """Ultralytics `Conv` (conv, BN, SiLU) with width choices: `[c2, k, s, widths]`; extracts to a stock `Conv`."""
+class ElasticLayer(ElasticModule):
+    """A single layer whose only choice is its width (depth 1)."""
 
-    def __init__(self, c1, c2, k=1, s=1, widths=(1.0,)):
+    def __init__(self, widths, c2):
         super().__init__()
         self._init_widths(widths, c2)
-        self.k, self.s = k, s
-        self.conv = nn.Conv2d(c1, c2, k, s, k // 2, bias=False)
-        self.bn = nn.BatchNorm2d(c2)
-        self.act = nn.SiLU()
-        self.set_active({k: v[-1] for k, v in self._width_choices().items()} | {"depth": 1})
-
-    def full_channels(self):
-        return self.conv.out_channels
-
-    def input_weights(self):
-        return [["conv.weight"]]
+        self.set_active({"depth": 1, **self._full_width()})
 
     def space_entry(self):
         return {"module": type(self).__name__, "depth": [1], "per_block": {}, "per_unit": self._width_choices()}
 
     def set_active(self, unit):
         self.active = dict(unit)
+
+
+class ElasticConv(ElasticLayer):
+    """Ultralytics `Conv` (conv, BN, SiLU) with width choices: `[c2, k, s, widths]`; extracts to a stock `Conv`."""
+
+    def __init__(self, c1, c2, k=1, s=1, widths=(1.0,)):
+        super().__init__(widths, c2)
+        self.k, self.s = k, s
+        self.conv = nn.Conv2d(c1, c2, k, s, k // 2, bias=False)
+        self.bn = nn.BatchNorm2d(c2)
+        self.act = nn.SiLU()
+
+    def full_channels(self):
+        return self.conv.out_channels
+
+    def input_weights(self):
+        return [["conv.weight"]]
 
     def static_row(self, unit):
         return 1, "Conv", [self.k, self.s]
@@ -617,21 +628,19 @@ class ElasticConv(ElasticModule):
         return pad_channels(conv_rows(self, x, self.out_channels(self.active)), self.full_channels())
 
 
-class ElasticSPPF(ElasticModule):
+class ElasticSPPF(ElasticLayer):
     """Ultralytics `SPPF` (as YOLOv8's YAML builds it) with width choices, `[c2, k, widths]`: its hidden width
     follows its input's live width (`c1 // 2`), as a narrower SPPF's would; extracts to a stock `SPPF`."""
 
     output_conv = "cv2"
 
     def __init__(self, c1, c2, k=5, widths=(1.0,)):
-        super().__init__()
-        self._init_widths(widths, c2)
+        super().__init__(widths, c2)
         self.k, self.c_ = k, c1 // 2
         self.cv1 = conv(c1, self.c_, 1)
         self.cv2 = conv(self.c_ * 4, c2, 1)
         self.m = nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2)
         self.hidden = self.c_
-        self.set_active({k: v[-1] for k, v in self._width_choices().items()} | {"depth": 1})
 
     def full_channels(self):
         return self.cv2.conv.out_channels
@@ -648,12 +657,6 @@ class ElasticSPPF(ElasticModule):
 
     def inherit_gathers(self, unit):
         return {} if self.hidden == self.c_ else {"cv2.conv.weight": {1: self._cols()}}
-
-    def space_entry(self):
-        return {"module": type(self).__name__, "depth": [1], "per_block": {}, "per_unit": self._width_choices()}
-
-    def set_active(self, unit):
-        self.active = dict(unit)
 
     def static_row(self, unit):
         return 1, "SPPF", [self.k]

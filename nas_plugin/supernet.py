@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .channels import count_choices, live_indices
+from .channels import count_choices, has_width, live_indices
 from .errors import NASError
 from .integration import layer_op, yolo_model
 from .modules import YAML_MODULES, ElasticModule
@@ -92,6 +92,12 @@ def layer_shapes(model, imgsz, batch=1):
     return shapes
 
 
+def input_weights(m):
+    """Per input of layer `m`, the weights reading it (`ElasticModule.input_weights`); None for a layer that cannot
+    follow a narrower input (any stock layer)."""
+    return getattr(m, "input_weights", lambda: None)()
+
+
 _GRAPHS = weakref.WeakKeyDictionary()  # model -> its graph (set_arch runs every training step)
 
 
@@ -115,7 +121,7 @@ def model_graph(model):
     counts = count_choices(graph)
     for m, node in zip(model.model, graph):
         narrow = [j for j in node["f"] if len(counts[j]) > 1]
-        if narrow and node["op"] not in ("concat", "same") and getattr(m, "input_weights", lambda: None)() is None:
+        if narrow and node["op"] not in ("concat", "same") and input_weights(m) is None:
             raise NASError(
                 f"layer {m.i} ({type(m).__name__}) reads layer {narrow[0]}, which has width choices, but cannot follow "
                 "a narrower input; make it an elastic row (ElasticC2f, ElasticConv, ElasticSPPF, ElasticDetect) or "
@@ -133,7 +139,7 @@ def set_arch(model, arch):
     for m, unit in layer_units(model, arch):
         m.set_active(unit)
     graph = model_graph(model)
-    if any("channels" in node for node in graph):
+    if has_width(graph):
         live = live_indices(graph, space, arch)
         for m, node in zip(model.model, graph):
             if hasattr(m, "set_input_live"):

@@ -194,9 +194,10 @@ def test_sorting_channels_by_importance_keeps_what_the_full_network_computes(csp
     """Each width layer's outputs go most important first (L1 of the weights reading them, across Concat), and its
     readers' columns and the optimizer's momentum move with them: the largest subnet computes the same."""
     model = copy.deepcopy(csp_n).eval()
+    g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)  # trained-looking weights: importances differ and BN is not at init
+        for p in model.parameters():  # trained-looking weights: importances differ and BN is not at init
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
     space = space_from_model(model)
     set_arch(model, S.max_arch(space))
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
