@@ -418,7 +418,8 @@ def on_train_batch_end(trainer):
 
 
 def on_train_epoch_end(trainer):
-    """Before the stock validation: recalibrate BN for min (validate and log it), then for max (scored by stock)."""
+    """Before the stock validation and checkpoint: log the epoch's subnets, recalibrate BN for min (validate and log
+    it), then for max (scored by stock)."""
     from ultralytics.utils import LOGGER
 
     t = TrainerView(trainer)
@@ -427,6 +428,9 @@ def on_train_epoch_end(trainer):
         return
     parts = [f"{k} {sum(sums[1:4]) / sums[0]:.3f}" for k, sums in state.losses.items()]
     LOGGER.info(f"nas: epoch {t.epoch + 1} mean loss per subnet kind (box+cls+dfl): {', '.join(parts)}")
+    # before the trainer saves last.pt: a run killed after that checkpoint resumes past this epoch, never redoing it
+    _append_csv(t.save_dir / "nas_subnets.csv", ("epoch", "batch", "subnet", "arch_code"), state.subnets)
+    state.subnets = []
     if not t.validates_now:
         return
     state.val_min = None
@@ -453,7 +457,8 @@ def _recalibrate(t):
 
 
 def on_fit_epoch_end(trainer):
-    """Append this epoch's per-kind losses (and min/max mAP) and its sampled subnets to the side CSVs."""
+    """Append this epoch's per-kind losses (and min/max mAP) to nas_epochs.csv (its subnets went out before the
+    checkpoint, in `on_train_epoch_end`)."""
     t = TrainerView(trainer)
     state = t.state
     if state is None or not is_main_process() or not state.losses:  # also called again after the final validation
@@ -464,8 +469,7 @@ def on_fit_epoch_end(trainer):
         means = [round(v / sums[0], 5) for v in sums[1:]]
         rows.append([t.epoch + 1, kind, sums[0], *means, *(val.get(kind) or ("", ""))])
     _append_csv(t.save_dir / "nas_epochs.csv", EPOCH_COLUMNS, rows)
-    _append_csv(t.save_dir / "nas_subnets.csv", ("epoch", "batch", "subnet", "arch_code"), state.subnets)
-    state.losses, state.subnets = {}, []
+    state.losses = {}
 
 
 def _append_csv(path, columns, rows):

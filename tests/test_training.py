@@ -2,6 +2,7 @@
 calibration."""
 
 import csv
+import json
 import signal
 import subprocess
 import sys
@@ -404,6 +405,42 @@ class _RunsCode:
 
     def __reduce__(self):
         return (Path.touch, (self.path,))
+
+
+ORDER_CHECK = """
+import csv, json, sys
+from ultralytics import YOLO
+
+seen = []
+
+
+def on_model_save(trainer):  # right after last.pt is written: what a kill at this moment leaves on disk
+    with open(trainer.save_dir / "nas_subnets.csv") as f:
+        seen.append([trainer.epoch + 1, sorted({int(r["epoch"]) for r in csv.DictReader(f)})])
+
+
+model = YOLO(sys.argv[1])
+model.add_callback("on_model_save", on_model_save)
+model.train(data=sys.argv[2], epochs=2, imgsz=64, batch=4, workers=0, device="cpu", plots=False,
+            project=sys.argv[3], name="order", exist_ok=True)
+print("SEEN " + json.dumps(seen))
+"""
+
+
+def test_an_epochs_subnets_are_on_disk_before_its_checkpoint(tiny_data, tmp_path):
+    """A run killed just after last.pt resumes past that epoch, so the epoch's subnets must already be logged."""
+    script = tmp_path / "order_check.py"
+    script.write_text(ORDER_CHECK)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(SUPERNET_YAML), str(tiny_data), str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    seen = json.loads(proc.stdout.split("SEEN ", 1)[1])
+    assert seen == [[1, [1]], [2, [1, 2]]]
 
 
 def test_reading_a_run_never_executes_code_from_its_checkpoint(tmp_path):
