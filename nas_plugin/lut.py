@@ -5,8 +5,11 @@ every fixed layer (`layer0`, `layer6`, ...), every block choice of a unit with p
 position and at the later ones (`layer2/b0/kernel=5/expand=4`, `layer2/b1/...`: later blocks share input shape and
 stride), and every depth x choice of a unit without (`layer9/depth=2/kernel=5/act=mish`). The keys come from the
 plain-data space (`unit_entries`); the elastic module of each unit builds what is timed (`latency_entry`). A subnet's
-latency is the sum of its entries, corrected by a line (`scale`, `offset_us`) fitted on whole subnets measured end to
-end, which absorbs call overhead and the fusion between neighbouring blocks that per-block timing cannot see. All
+latency is the sum of its entries, corrected by a fit on whole subnets measured end to end
+(`scale` x sum + `per_param_us` x the entries' weight count + `offset_us`): the offset absorbs per-call overhead and
+the fusion between neighbouring blocks that per-block timing cannot see; the weight term, what an entry timed on its
+own hides: its weights stay in cache across repeated calls, while a whole model reads them afresh (the largest
+subnets run 10-20% slower than their sum says, the mid-sized ones faster; tables without weight counts fit a line). All
 timings are scaled to the table's reference subnet (`reference`: its arch and latency at build time), timed alongside
 every measurement.
 
@@ -150,23 +153,31 @@ def all_keys(space, meta):
     return keys
 
 
-def raw_sum_us(lut, space, arch):
-    """Sum of the table entries of `arch` (no calibration); a missing entry is an error, never 0."""
-    total = 0.0
+def raw_sums(lut, space, arch):
+    """(latency in us, weight count) summed over the table entries of `arch`, uncalibrated; a missing entry is an
+    error, never 0. Tables from before weight counts give 0 weights."""
+    us = params = 0.0
     for key in arch_keys(space, arch, lut["meta"]):
         entry = lut["entries"].get(key)
         if entry is None:
             raise NASError(
                 f"latency table has no entry {key!r}; it is incomplete (rebuild with --resume) or for another supernet."
             )
-        total += entry["median_us"]
-    return total
+        us += entry["median_us"]
+        params += entry.get("params", 0)
+    return us, params
+
+
+def calibrated_us(cal, us, params):
+    """The calibration fit applied to a subnet's summed entries (no calibration: the plain sum)."""
+    if not cal:
+        return us
+    return cal["scale"] * us + cal.get("per_param_us", 0.0) * params + cal["offset_us"]
 
 
 def predict_us(lut, space, arch):
-    """Predicted latency of `arch` in microseconds: calibrated sum of its entries."""
-    cal = lut.get("calibration") or {"scale": 1.0, "offset_us": 0.0}
-    return cal["scale"] * raw_sum_us(lut, space, validate_arch(space, arch)) + cal["offset_us"]
+    """Predicted latency of `arch` in microseconds: its entries summed and calibrated."""
+    return calibrated_us(lut.get("calibration"), *raw_sums(lut, space, validate_arch(space, arch)))
 
 
 def _positive(v):
@@ -174,7 +185,7 @@ def _positive(v):
 
 
 def _check_numbers(lut, path):
-    """Every timing a prediction reads must be a finite number > 0, and the calibration line finite."""
+    """Every timing a prediction reads must be a finite number > 0, and the calibration finite."""
     where = [("reference", lut["reference"])] + [(f"entry {k!r}", e) for k, e in lut["entries"].items()]
     for name, entry in where:
         value = entry.get("median_us") if isinstance(entry, dict) else entry
@@ -185,8 +196,8 @@ def _check_numbers(lut, path):
             )
     cal = lut.get("calibration")
     if cal is not None:
-        for key in ("scale", "offset_us"):
-            v = cal.get(key) if isinstance(cal, dict) else None
+        for key in ("scale", "offset_us", "per_param_us"):
+            v = cal.get(key, 0.0 if key == "per_param_us" else None) if isinstance(cal, dict) else None
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
                 raise NASError(
                     f"latency table {str(path)!r}: calibration {key} is {v!r}; "

@@ -4,7 +4,7 @@ Every entry of `lut.all_keys` becomes a small static module (a fixed layer, or w
 `latency_entry` builds) exported to ONNX at its real input shape and timed by a backend against the table's
 reference subnet (`timing`). The table is saved after every entry (atomically), so an interrupted build loses at
 most the entry being measured and `resume=True` continues it; whole subnets timed at the end fit the calibration
-line.
+(`lut.calibrated_us`), for which every entry also records its weight count.
 """
 
 import copy
@@ -20,7 +20,7 @@ from .channels import has_width
 from .errors import NASError
 from .files import write_json
 from .integration import export_ready
-from .lut import FORMAT, META_KEYS, all_keys, load_lut, raw_sum_us
+from .lut import FORMAT, META_KEYS, all_keys, load_lut, raw_sums
 from .space import max_arch, min_arch, random_arch
 from .supernet import elastic_layers, fingerprint, layer_shapes, model_graph, space_from_model
 from .timing import (
@@ -58,6 +58,10 @@ def entry_module(model, kind, layer, choices, shapes):
     return m.latency_entry(choices, ins, out)
 
 
+def _params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
 def _meta(backend, supernet, imgsz, batch, source):
     graph = model_graph(supernet)  # kept for spaces with width: keys name the input widths an entry sees
     return {
@@ -78,7 +82,7 @@ _SAME_TABLE = tuple(k for k in META_KEYS if k not in ("date", "supernet"))  # a 
 
 
 def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnets=20, rounds=10, seed=0, source=""):
-    """Measure every entry of the supernet's table and fit the calibration line; writes `out` as it goes.
+    """Measure every entry of the supernet's table and fit the calibration; writes `out` as it goes.
 
     Each entry is timed in `rounds` rounds against the reference subnet (the smallest), whose own latency is
     measured once, first, and kept in the table: resumed builds and later validations are scaled to it.
@@ -124,21 +128,30 @@ def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnet
             (lut["entries"][key],) = measure_interleaved(
                 backend, [(path, export_onnx(module, ins, path))], reference, rounds
             )
+            lut["entries"][key]["params"] = _params(module)
             lut["meta"]["threads_used"] = backend.info.get("threads")
             write_json(out, lut)
 
+    keys = all_keys(space, meta)
+    for key, entry in lut["entries"].items():  # entries of a table resumed from before weight counts
+        if "params" not in entry:
+            entry["params"] = _params(entry_module(supernet, *keys[key], shapes)[0])
     if calib_subnets and lut["calibration"] is None:
-        # max and min anchor the line's slope over the whole range; random seeds never overlap the validation's
+        # max and min anchor the fit over the whole range; random seeds never overlap the validation's
         archs = [max_arch(space), min_arch(space)] + [
             random_arch(space, seed=seed + 10_000 + i) for i in range(calib_subnets)
         ]
         measured = [s["median_us"] for s in measure_subnets(supernet, archs, lut, backend, desc="calibration subnets")]
-        raw = [raw_sum_us(lut, space, a) for a in archs]
-        scale, offset = np.polyfit(raw, measured, 1)
+        raw = [raw_sums(lut, space, a) for a in archs]
+        (scale, per_param, offset), *_ = np.linalg.lstsq([[us, n, 1.0] for us, n in raw], measured, rcond=None)
         lut["calibration"] = {
             "scale": float(scale),
+            "per_param_us": float(per_param),
             "offset_us": float(offset),
-            "subnets": [{"arch": a, "raw_sum_us": r, "measured_us": m} for a, r, m in zip(archs, raw, measured)],
+            "subnets": [
+                {"arch": a, "raw_sum_us": us, "params": n, "measured_us": m}
+                for a, (us, n), m in zip(archs, raw, measured)
+            ],
         }
-        write_json(out, lut)
+    write_json(out, lut)
     return lut

@@ -440,6 +440,7 @@ class Body(nn.Module):
 
     def __init__(self, block):
         super().__init__()
+        del block.cv1  # not run, so not counted among the entry's weights
         self.block = block
 
     def forward(self, y):

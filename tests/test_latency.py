@@ -11,6 +11,7 @@ from nas_plugin import lut as L
 from nas_plugin import space as S
 from nas_plugin.backends import get_backend
 from nas_plugin.errors import NASError
+from nas_plugin.extract import extract
 from nas_plugin.lut_build import build_lut
 from nas_plugin.lut_report import validate_lut
 from nas_plugin.supernet import fingerprint, load_supernet, space_from_model
@@ -115,13 +116,18 @@ def test_a_unit_with_per_unit_and_per_block_choices_keys_both():
 
 
 def test_prediction_is_the_calibrated_sum_of_its_parts(tiny, tiny_lut):
-    _, _, space = tiny
+    _, model, space = tiny
     lut = L.load_lut(tiny_lut)
     arch = S.random_arch(space, seed=1)
-    parts = [lut["entries"][k]["median_us"] for k in L.arch_keys(space, arch, lut["meta"])]
+    parts = [lut["entries"][k] for k in L.arch_keys(space, arch, lut["meta"])]
     assert len(parts) == 2 + sum(u["depth"] for u in arch["backbone"]) + 1
+    us, params = sum(e["median_us"] for e in parts), sum(e["params"] for e in parts)
+    assert params == sum(p.numel() for p in extract(model, arch).parameters())  # every weight, counted once
     cal = lut["calibration"]
-    assert L.predict_us(lut, space, arch) == pytest.approx(cal["scale"] * sum(parts) + cal["offset_us"])
+    assert cal["per_param_us"] != 0.0  # fitted, not left out
+    assert L.predict_us(lut, space, arch) == pytest.approx(
+        cal["scale"] * us + cal["per_param_us"] * params + cal["offset_us"]
+    )
     del lut["entries"][L.arch_keys(space, arch, {"fixed_layers": []})[0]]
     with pytest.raises(NASError, match="latency table has no entry 'layer1/b0/"):
         L.predict_us(lut, space, arch)

@@ -16,7 +16,7 @@ from nas_plugin.backends import get_backend
 from nas_plugin.channel_order import apply_order, output_order
 from nas_plugin.channels import live_indices
 from nas_plugin.errors import NASError
-from nas_plugin.extract import save_subnet
+from nas_plugin.extract import extract, save_subnet
 from nas_plugin.lut_build import build_lut
 from nas_plugin.supernet import fingerprint, load_supernet, model_graph, named_archs, set_arch, space_from_model
 from nas_plugin.training import width_opens
@@ -144,10 +144,12 @@ def test_width_table_is_measured_and_predicts_the_sum_of_its_parts(tiny_width, t
     assert set(lut["entries"]) == set(L.all_keys(space, lut["meta"]))
     assert {"layer6/c1=16+16", "layer8/c1=8+16", "layer7/in/c1=32/act=relu/width=0.5"} <= set(lut["entries"])
     arch = S.random_arch(space, seed=3)
-    parts = [lut["entries"][k]["median_us"] for k in L.arch_keys(space, arch, lut["meta"])]
+    parts = [lut["entries"][k] for k in L.arch_keys(space, arch, lut["meta"])]
+    us, params = sum(e["median_us"] for e in parts), sum(e["params"] for e in parts)
+    assert params == sum(p.numel() for p in extract(model, arch).parameters())  # narrowed entries count their weights
     cal = lut["calibration"]
     assert L.predict_us(L.load_lut(out, fingerprint(model), 64), space, arch) == pytest.approx(
-        cal["scale"] * sum(parts) + cal["offset_us"]
+        cal["scale"] * us + cal["per_param_us"] * params + cal["offset_us"]
     )
 
 

@@ -6,8 +6,9 @@
         --out LUT.json [--resume]
 
 Measures every distinct block choice x input shape of the supernet at that image size plus its fixed layers, each
-exported to ONNX (simplified with onnxslim), then times --calib-subnets whole random subnets to fit the line that
-corrects per-block sums for call overhead and cross-block fusion. All timings are relative to a reference subnet
+exported to ONNX (simplified with onnxslim), then times --calib-subnets whole random subnets to fit the correction
+of per-block sums: call overhead, cross-block fusion, and weights a whole model reads afresh where a block timed alone
+keeps them in cache. All timings are relative to a reference subnet
 timed in the same rounds, which cancels the drift in machine speed between entries, builds and validations. The table is
 saved after every entry; --resume continues an interrupted build.
 """
@@ -67,7 +68,10 @@ def main(argv=None):
         source=args.model,
     )
     cal = lut["calibration"]
-    line = f"latency = {cal['scale']:.3f} x sum + {cal['offset_us']:.0f} us" if cal else "no calibration"
+    line = "no calibration"
+    if cal:
+        weights = f"{cal['per_param_us'] * 1e6:.0f} us per M weights"
+        line = f"latency = {cal['scale']:.3f} x sum + {weights} + {cal['offset_us']:.0f} us"
     print(f"{len(lut['entries'])} entries written to {args.out} ({line})")
 
 
