@@ -2,15 +2,16 @@
 """The searched model vs stock YOLO at YOLOv8n's latency, at equal training, on the benchmark preset.
 
     python benchmarks/bench_vs_yolo.py [--work runs/bench_fidelity] [--name recipe] [--lut LUT.json]
-        [--epochs 30] [--seeds 2] [--batch 32] [--population 30] [--generations 10] [--jobs 2] [--rounds 20]
+        [--budgets 1.0,0.5] [--epochs 30] [--seeds 2] [--batch 32] [--population 30] [--generations 10] [--jobs 2]
+        [--rounds 20]
 
 Reads what `bench_fidelity.py --name NAME` left in `--work` (the preset dataset, the trained supernet, stock YOLOv8n
 trained alone) and:
 1. times stock YOLOv8n, YOLO11n and YOLO26n (this dataset's class count) in the latency table's units (relative to
-   its reference subnet, interleaved), so YOLOv8n's latency is the search's budget;
-2. runs `tools/search.py` under that budget;
+   its reference subnet, interleaved), so shares of YOLOv8n's latency (`--budgets`) are the searches' budgets;
+2. runs `tools/search.py` under each budget;
 3. trains, once per seed, with the same hyperparameters: YOLOv8n, YOLO11n and YOLO26n from scratch for `--epochs`;
-   the search's best subnet (a) from scratch from its model.yaml for `--epochs` and (b) fine-tuned from its inherited
+   each search's best subnet (a) from scratch from its model.yaml for `--epochs` and (b) fine-tuned from its inherited
    weights for `--epochs`; and YOLOv8n for the supernet's epochs + `--epochs`, the total (b) received; when the
    supernet's space contains YOLOv8n (the CSP supernet's `archs:`), also that subnet fine-tuned like (b), which
    separates what the supernet's training gives from what the search's choice gives;
@@ -49,6 +50,7 @@ def main(argv=None):
     p.add_argument("--name", default="recipe", help="the supernet run of bench_fidelity.py (its --name)")
     p.add_argument("--lut", default=None, help="latency table of the supernet (default: WORK/lut_<imgsz>.json)")
     p.add_argument("--imgsz", type=int, default=160)
+    p.add_argument("--budgets", default="1.0", help="latency budgets as shares of YOLOv8n's, comma-separated")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--batch", type=int, default=32)
@@ -92,36 +94,40 @@ def main(argv=None):
             measure_models(supernet, [stock_model(c, nc) for c in STOCK.values()], lut, backend, desc="stock models"),
         )
     }
-    budget = stock_ms["YOLOv8n"]
-    print(
-        f"in table units: {', '.join(f'{k} {v:.3f} ms' for k, v in stock_ms.items())}; search budget {budget:.3f} ms",
-        flush=True,
-    )
+    shares = [float(v) for v in args.budgets.split(",")]
+    if not shares or any(not 0 < v <= 2 for v in shares):
+        raise SystemExit(f"--budgets takes shares of YOLOv8n's latency in (0, 2], got {args.budgets!r}.")
+    print(f"in table units: {', '.join(f'{k} {v:.3f} ms' for k, v in stock_ms.items())}", flush=True)
 
-    search = work / args.name / "search_v8n"
-    if not (search / "best" / "model.pt").is_file():
-        cmd = [
-            sys.executable,
-            ROOT / "tools" / "search.py",
-            "--weights",
-            weights,
-            "--data",
-            data,
-            "--lut",
-            lut_path,
-            "--latency-budget",
-            f"{budget:.4f}",
-            "--population",
-            args.population,
-            "--generations",
-            args.generations,
-            "--out",
-            search,
-            *(["--resume"] if (search / "history.csv").exists() else []),
-        ]
-        subprocess.run(list(map(str, cmd)), check=True)
-    best_arch = json.loads((search / "best" / "arch.json").read_text())
-    best_row = next(r for r in json.loads((search / "pareto.json").read_text())["front"] if r["arch"] == best_arch)
+    searched = {}  # share -> (search dir, its best front row)
+    for share in shares:
+        budget = share * stock_ms["YOLOv8n"]
+        search = work / args.name / ("search_v8n" if share == 1.0 else f"search_v8n_x{share:g}")
+        if not (search / "best" / "model.pt").is_file():
+            print(f"search under {share:g} x YOLOv8n's latency: {budget:.3f} ms", flush=True)
+            cmd = [
+                sys.executable,
+                ROOT / "tools" / "search.py",
+                "--weights",
+                weights,
+                "--data",
+                data,
+                "--lut",
+                lut_path,
+                "--latency-budget",
+                f"{budget:.4f}",
+                "--population",
+                args.population,
+                "--generations",
+                args.generations,
+                "--out",
+                search,
+                *(["--resume"] if (search / "history.csv").exists() else []),
+            ]
+            subprocess.run(list(map(str, cmd)), check=True)
+        best_arch = json.loads((search / "best" / "arch.json").read_text())
+        front = json.loads((search / "pareto.json").read_text())["front"]
+        searched[share] = (search, next(r for r in front if r["arch"] == best_arch))
 
     inherited_v8n, v8n_arch = work / args.name / "yolov8n_inherited", named_archs(supernet).get("yolov8n")
     if v8n_arch and not (inherited_v8n / "model.pt").is_file():  # BN recalibrated as the search does
@@ -132,27 +138,32 @@ def main(argv=None):
 
     common = dict(epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=0, device="cpu", plots=False)
     total = supernet_epochs + args.epochs
+    searched_rows = {}
+    for share, (search, _) in searched.items():
+        label, tag = ("searched", "") if share == 1.0 else (f"searched x{share:g}", f"_x{share:g}")
+        under = f"searched under {share:g} x YOLOv8n's latency"
+        searched_rows[f"{label} (a)"] = (
+            f"{under}, from scratch (its model.yaml)",
+            args.epochs,
+            args.name,
+            f"best{tag}_scratch",
+            search / "best" / "model.yaml",
+            {},
+        )
+        searched_rows[f"{label} (b)"] = (
+            f"{under}, inherited + fine-tuned ({supernet_epochs} supernet epochs + {args.epochs})",
+            total,
+            args.name,
+            f"best{tag}_finetune",
+            search / "best" / "model.pt",
+            {},
+        )
     rows = {  # name -> (how it was trained, epochs in all, run dir per seed, command per seed)
         **{
             name: ("stock, from scratch", args.epochs, "standalone", f"{name.lower()}", cfg, {})
             for name, cfg in STOCK.items()
         },
-        "searched (a)": (
-            "searched, from scratch (its model.yaml)",
-            args.epochs,
-            args.name,
-            "best_scratch",
-            search / "best" / "model.yaml",
-            {},
-        ),
-        "searched (b)": (
-            f"searched, inherited + fine-tuned ({supernet_epochs} supernet epochs + {args.epochs})",
-            total,
-            args.name,
-            "best_finetune",
-            search / "best" / "model.pt",
-            {},
-        ),
+        **searched_rows,
         **(
             {
                 "YOLOv8n (b)": (
@@ -236,8 +247,8 @@ def main(argv=None):
         "command": " ".join(["python", "benchmarks/bench_vs_yolo.py", *(argv if argv is not None else sys.argv[1:])]),
         "settings": vars(args),
         "stock_latency_table_ms": stock_ms,
-        "budget_ms": budget,
-        "searched": best_row,
+        "budgets": {f"{share:g}": share * stock_ms["YOLOv8n"] for share in shares},
+        "searched": {f"{share:g}": row for share, (_, row) in searched.items()},
         "supernet_epochs": supernet_epochs,
         "supernet_cpu_min": supernet_min,
         "rows": table,
