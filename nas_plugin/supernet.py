@@ -55,10 +55,21 @@ def fingerprint(model):
 
 def named_archs(model):
     """{name: arch} from the supernet YAML's `archs:`, each also under its name + the model's scale (`yolov8` at scale
-    n is `yolov8n` too), so a stock model the space contains is picked by its usual name."""
+    n is `yolov8n` too), so a stock model the space contains is picked by its usual name. A unit's `width: 1.0` is
+    dropped where the supernet offers no width choice (its `widths` lists set to [1.0]), so one YAML's archs serve
+    both."""
     scale = model.yaml.get("scale") or ""
-    named = model.yaml.get("archs") or {}
+    space = space_from_model(model)
+    named = {name: _fixed_width_dropped(arch, space) for name, arch in (model.yaml.get("archs") or {}).items()}
     return {**named, **{f"{name}{scale}": arch for name, arch in named.items() if scale}}
+
+
+def _fixed_width_dropped(arch, space):
+    arch = {section: [dict(unit) for unit in arch.get(section, [])] for section in arch}
+    for (_, _, unit), (_, _, choices) in zip(units(arch), units(space)):
+        if unit.get("width") == 1.0 and "width" not in choices["per_unit"]:
+            del unit["width"]
+    return arch
 
 
 def layer_units(model, arch):

@@ -154,13 +154,21 @@ def test_csp_subnet_equals_the_active_supernet(csp_supernet, spec):
         assert csp_supernet.model[-1].live == (64, 32)  # the box branch stays 64 wide, the class branch follows P3
 
 
-@pytest.mark.parametrize("scale", ["n", "s"])
-def test_csp_space_contains_stock_yolov8(scale):
-    """--arch yolov8<scale> extracts YOLOv8<scale> itself: same layer types, weight names and shapes, FLOPs."""
+@pytest.mark.parametrize("scale, width", [("n", True), ("s", True), ("n", False)])
+def test_csp_space_contains_stock_yolov8(scale, width, tmp_path):
+    """--arch yolov8<scale> extracts YOLOv8<scale> itself: same layer types, weight names and shapes, FLOPs; also from
+    the YAML with every `widths` list set to [1.0] (no width choices, the same named archs)."""
     from ultralytics import YOLO
     from ultralytics.utils.torch_utils import get_flops
 
-    supernet = load_supernet(CSP_SUPERNET_FILE.with_name(f"yolov8{scale}-csp-supernet.yaml"))
+    path = CSP_SUPERNET_FILE.with_name(f"yolov8{scale}-csp-supernet.yaml")
+    if not width:
+        text = CSP_SUPERNET_FILE.read_text()
+        assert "[0.5, 0.75, 1.0]" in text
+        path = tmp_path / path.name
+        path.write_text(text.replace("[0.5, 0.75, 1.0]", "[1.0]"))
+    supernet = load_supernet(path)
+    assert any("width" in u["per_unit"] for _, _, u in S.units(space_from_model(supernet))) == width
     static = extract(supernet, S.load_arch(f"yolov8{scale}", space_from_model(supernet), named=named_archs(supernet)))
     stock = YOLO(f"yolov8{scale}.yaml").model
     assert [type(m).__name__ for m in static.model] == [type(m).__name__ for m in stock.model]
