@@ -17,7 +17,7 @@ import yaml
 from .calibration import calibration_batches, check_dataset, recalibrate_bn
 from .extract import extract
 from .files import write_text
-from .integration import gflops, is_image, validate
+from .integration import cache_labels, gflops, is_image, label_path, validate
 from .search import CALIB_BATCHES
 
 VAL_BATCH = 16  # `yolo val`'s default: rectangular val batches depend on it, so the mAP does too
@@ -38,6 +38,23 @@ def _torch_threads(n):
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def link_subset(images, out):
+    """`out/images` and `out/labels` linking to `images` and their labels: a folder of its own, so Ultralytics'
+    label cache for the subset (`out/labels.cache`) is not the val split's, which validations of the subset and of
+    the whole split would otherwise rewrite under each other (and search workers crash on). Every worker links the
+    same seeded subset: a link already there is kept."""
+    for sub in ("images", "labels"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(map(Path, images)):
+        name = f"{i:06d}_{image.stem}"  # unique even where images in different folders share a name
+        links = [(out / "images" / f"{name}{image.suffix}", image)]
+        if label_path(image).is_file():
+            links.append((out / "labels" / f"{name}.txt", label_path(image)))
+        for link, target in links:
+            with contextlib.suppress(FileExistsError):
+                link.symlink_to(target.resolve())
 
 
 class AccuracyEvaluator:
@@ -69,15 +86,16 @@ class AccuracyEvaluator:
             self.on_subset = val_images < len(files)
         if self.on_subset:
             subset = sorted(random.Random(seed).sample(files, val_images))
-            write_text(Path(work_dir) / "val_subset.txt", "\n".join(subset) + "\n")
+            link_subset(subset, Path(work_dir) / "val_subset")
             cfg = {
                 "path": str(Path(work_dir).resolve()),
                 "train": checked["train"],
-                "val": "val_subset.txt",
+                "val": "val_subset/images",
                 "names": checked["names"],
             }
             self.val_data = str(Path(work_dir) / "val_subset.yaml")
             write_text(self.val_data, yaml.safe_dump(cfg, sort_keys=False))
+            cache_labels(self.val_data)
 
     def static(self, arch):
         """The subnet as it will be written: extracted, BN recalibrated."""

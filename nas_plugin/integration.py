@@ -337,6 +337,22 @@ def is_image(path):
     return path.suffix[1:].lower() in IMG_FORMATS
 
 
+def label_path(image):
+    """The label file Ultralytics reads for `image` (its last `images` folder swapped for `labels`, suffix .txt)."""
+    from ultralytics.data.utils import img2label_paths
+
+    return Path(img2label_paths([str(image)])[0])
+
+
+def cache_labels(data_yaml, split="val"):
+    """Build Ultralytics' label cache of a split now, in one process, so validators in parallel only read it."""
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_yolo_dataset
+
+    data = check_dataset(data_yaml)
+    build_yolo_dataset(get_cfg(), data[split], 1, data, mode="val")
+
+
 class LetterboxedImages:
     """A split of a checked data dict as the validator sees it: letterboxed to `imgsz`, no augmentation."""
 

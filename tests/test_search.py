@@ -128,6 +128,8 @@ def test_search_tool_end_to_end(tiny_search_inputs, tiny_data, tmp_path):
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.output
+    subset = out / "val_subset"  # its own folder and label cache: parallel workers never rewrite the val split's
+    assert len(list((subset / "images").iterdir())) == 2 and (subset / "labels.cache").is_file()
     for name in (
         "history.csv",
         "pareto.csv",
