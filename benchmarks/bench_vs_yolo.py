@@ -99,10 +99,13 @@ def main(argv=None):
         raise SystemExit(f"--budgets takes shares of YOLOv8n's latency in (0, 2], got {args.budgets!r}.")
     print(f"in table units: {', '.join(f'{k} {v:.3f} ms' for k, v in stock_ms.items())}", flush=True)
 
+    def tag(share):  # names the runs of a budget; 1.0 keeps the names of runs from before --budgets
+        return "" if share == 1.0 else f"_x{share:g}"
+
     searched = {}  # share -> (search dir, its best front row)
     for share in shares:
         budget = share * stock_ms["YOLOv8n"]
-        search = work / args.name / ("search_v8n" if share == 1.0 else f"search_v8n_x{share:g}")
+        search = work / args.name / f"search_v8n{tag(share)}"
         if not (search / "best" / "model.pt").is_file():
             print(f"search under {share:g} x YOLOv8n's latency: {budget:.3f} ms", flush=True)
             cmd = [
@@ -140,13 +143,13 @@ def main(argv=None):
     total = supernet_epochs + args.epochs
     searched_rows = {}
     for share, (search, _) in searched.items():
-        label, tag = ("searched", "") if share == 1.0 else (f"searched x{share:g}", f"_x{share:g}")
+        label = f"searched{tag(share).replace('_', ' ')}"
         under = f"searched under {share:g} x YOLOv8n's latency"
         searched_rows[f"{label} (a)"] = (
             f"{under}, from scratch (its model.yaml)",
             args.epochs,
             args.name,
-            f"best{tag}_scratch",
+            f"best{tag(share)}_scratch",
             search / "best" / "model.yaml",
             {},
         )
@@ -154,7 +157,7 @@ def main(argv=None):
             f"{under}, inherited + fine-tuned ({supernet_epochs} supernet epochs + {args.epochs})",
             total,
             args.name,
-            f"best{tag}_finetune",
+            f"best{tag(share)}_finetune",
             search / "best" / "model.pt",
             {},
         )

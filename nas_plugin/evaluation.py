@@ -49,9 +49,10 @@ def link_subset(images, out):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for i, image in enumerate(map(Path, images)):
         name = f"{i:06d}_{image.stem}"  # unique even where images in different folders share a name
+        label = label_path(image)
         links = [(out / "images" / f"{name}{image.suffix}", image)]
-        if label_path(image).is_file():
-            links.append((out / "labels" / f"{name}.txt", label_path(image)))
+        if label.is_file():
+            links.append((out / "labels" / f"{name}.txt", label))
         for link, target in links:
             with contextlib.suppress(FileExistsError):
                 link.symlink_to(target.resolve())

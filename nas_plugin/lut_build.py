@@ -112,7 +112,8 @@ def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnet
         lut.update(reference=old["reference"], entries=old["entries"], calibration=old.get("calibration"))
 
     shapes = layer_shapes(supernet, imgsz, batch)
-    todo = {k: v for k, v in all_keys(space, meta).items() if k not in lut["entries"]}
+    keys = all_keys(space, meta)
+    todo = {k: v for k, v in keys.items() if k not in lut["entries"]}
     LOGGER.info(
         f"latency table: {len(lut['entries'])} entries done, {len(todo)} to measure on "
         f"{backend.info['device_name']} ({backend.info['precision']})"
@@ -132,7 +133,6 @@ def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnet
             lut["meta"]["threads_used"] = backend.info.get("threads")
             write_json(out, lut)
 
-    keys = all_keys(space, meta)
     for key, entry in lut["entries"].items():  # entries of a table resumed from before weight counts
         if "params" not in entry:
             entry["params"] = _params(entry_module(supernet, *keys[key], shapes)[0])

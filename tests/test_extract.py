@@ -168,8 +168,9 @@ def test_csp_space_contains_stock_yolov8(scale, width, tmp_path):
         path = tmp_path / path.name
         path.write_text(text.replace("[0.5, 0.75, 1.0]", "[1.0]"))
     supernet = load_supernet(path)
-    assert any("width" in u["per_unit"] for _, _, u in S.units(space_from_model(supernet))) == width
-    static = extract(supernet, S.load_arch(f"yolov8{scale}", space_from_model(supernet), named=named_archs(supernet)))
+    space = space_from_model(supernet)
+    assert any("width" in u["per_unit"] for _, _, u in S.units(space)) == width
+    static = extract(supernet, S.load_arch(f"yolov8{scale}", space, named=named_archs(supernet)))
     stock = YOLO(f"yolov8{scale}.yaml").model
     assert [type(m).__name__ for m in static.model] == [type(m).__name__ for m in stock.model]
     assert {k: v.shape for k, v in static.state_dict().items()} == {k: v.shape for k, v in stock.state_dict().items()}

@@ -1,6 +1,7 @@
 """The Ultralytics integration: pinned range, patched parse_model, loud failure on changed internals, stock CLI."""
 
 import configparser
+import importlib
 import sys
 
 import pytest
@@ -35,29 +36,36 @@ def test_scale_is_chosen_by_file_name_like_stock_models():
     assert s.model[1].blocks[0].project.conv.out_channels == 40  # 24 x 1.5 -> 36, rounded up to a multiple of 8
 
 
-def test_changed_set_shape_is_named(tmp_path, monkeypatch):
-    (tmp_path / "fake_tasks_mod.py").write_text(
-        "def parse_model(d, ch, verbose=True):\n    base_modules = set()\n"
-        "    repeat_modules = frozenset({int})\n    return d\n"
-    )
+def _fake_tasks(tmp_path, monkeypatch, name, source):
+    """A module standing in for a future `ultralytics.nn.tasks` (the AST patch reads its source file)."""
+    (tmp_path / f"{name}.py").write_text(source)
     monkeypatch.syspath_prepend(str(tmp_path))
-    import fake_tasks_mod
+    return importlib.import_module(name)
 
+
+def test_changed_set_shape_is_named(tmp_path, monkeypatch):
+    tasks = _fake_tasks(
+        tmp_path,
+        monkeypatch,
+        "fake_tasks_mod",
+        "def parse_model(d, ch, verbose=True):\n    base_modules = set()\n"
+        "    repeat_modules = frozenset({int})\n    return d\n",
+    )
     with pytest.raises(IntegrationError, match=r"no longer builds \['base_modules'\] as `frozenset\(\{...\}\)`"):
-        _extended_parse_model(fake_tasks_mod, {"base_modules": ["X"], "repeat_modules": ["X"]})
+        _extended_parse_model(tasks, {"base_modules": ["X"], "repeat_modules": ["X"]})
 
 
 def test_changed_detect_sets_are_named(tmp_path, monkeypatch):
     """ElasticDetect joins every set literal naming Detect; a release that names it in fewer or more is refused."""
-    (tmp_path / "fake_tasks_mod2.py").write_text(
+    tasks = _fake_tasks(
+        tmp_path,
+        monkeypatch,
+        "fake_tasks_mod2",
         "Detect = int\ndef parse_model(d, ch, verbose=True):\n    base_modules = frozenset({int})\n"
-        "    if d in frozenset({Detect, float}):\n        return d\n    return d\n"
+        "    if d in frozenset({Detect, float}):\n        return d\n    return d\n",
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import fake_tasks_mod2
-
     with pytest.raises(IntegrationError, match=r"no longer names Detect in 2 set literals \(found 1\)"):
-        _extended_parse_model(fake_tasks_mod2, {"base_modules": ["X"]}, ["ElasticDetect"])
+        _extended_parse_model(tasks, {"base_modules": ["X"]}, ["ElasticDetect"])
 
 
 def test_the_patched_parser_builds_elastic_detect_as_a_head():
