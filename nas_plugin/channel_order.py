@@ -75,8 +75,8 @@ def apply_order(model, orders, optimizer=None):
         for i, perm in orders.items():
             m = model.model[i]
             tensors = _tensors(m)
-            for key in m.output_weights():
-                _permute(tensors[key], 0, perm, optimizer)
+            for key, dim in m.output_weights():
+                _permute(tensors[key], dim, perm, optimizer)
             for r, pos, offset in readers.get(i, []):
                 tensors = _tensors(model.model[r])
                 for key in model.model[r].input_weights()[pos]:

@@ -45,7 +45,7 @@ class ActSwitch(nn.Module):
         return self.acts[self.name](x)
 
 
-def _sliced_batch_norm(bn, x, rows=None):
+def sliced_batch_norm(bn, x, rows=None):
     """BatchNorm over channels `rows` of `bn` (a LongTensor; default the leading `x.shape[1]`); running stats are
     updated in place (leading channels are views; picked rows are written back)."""
     c = x.shape[1]
@@ -63,8 +63,9 @@ def _sliced_batch_norm(bn, x, rows=None):
         x, mean, var, pick(bn.weight), pick(bn.bias), bn.training or not bn.track_running_stats, momentum, bn.eps
     )
     if training and rows is not None:
-        with torch.no_grad():
-            bn.running_mean[rows], bn.running_var[rows] = mean, var
+        # through .data: another subnet's BatchNorm in the same graph (same_batch) saved these buffers for backward,
+        # and an in-place write would fail its version check (training-mode backward does not read them)
+        bn.running_mean.data[rows], bn.running_var.data[rows] = mean, var
     return y
 
 
@@ -82,7 +83,7 @@ def conv_rows(m, x, rows, cols=None):
     w = w[:, : x.shape[1]] if cols is None else w[:, cols]
     y = F.conv2d(x, w, None if conv.bias is None else pick(conv.bias), conv.stride, conv.padding, conv.dilation)
     if hasattr(m, "bn"):
-        y = _sliced_batch_norm(m.bn, y, None if isinstance(rows, int) else rows)
+        y = sliced_batch_norm(m.bn, y, None if isinstance(rows, int) else rows)
     return m.act(y)
 
 
@@ -116,7 +117,7 @@ class ElasticConvBN(nn.Module):
             w = w[:, :c1] if cols is None else w[:, cols]
         w = centre_crop(w, k or self.conv.kernel_size[0])
         y = F.conv2d(x, w, None, self.conv.stride, w.shape[-1] // 2, 1, c1 if self.depthwise else 1)
-        return _sliced_batch_norm(self.bn, y)
+        return sliced_batch_norm(self.bn, y)
 
 
 class ElasticSE(nn.Module):
@@ -187,4 +188,5 @@ __all__ = (
     "narrow_branch",
     "pad_channels",
     "se_channels",
+    "sliced_batch_norm",
 )

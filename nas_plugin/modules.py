@@ -10,6 +10,7 @@ that reproduce that subnet (`static_row`); the static module's state-dict keys a
 import numbers
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .elastic_ops import (
@@ -21,6 +22,7 @@ from .elastic_ops import (
     conv_rows,
     make_act,
     pad_channels,
+    sliced_batch_norm,
 )
 from .errors import NASError
 from .integration import conv, make_divisible, sppf
@@ -111,6 +113,18 @@ def _per_block(owner, field, values, n, check):
 _BN = ("weight", "bias", "running_mean", "running_var")  # a BatchNorm's per-channel tensors
 
 
+class Body(nn.Module):
+    """A block without its first conv (`block.body`), timed as a latency-table entry."""
+
+    def __init__(self, block):
+        super().__init__()
+        del block.cv1  # not run, so not counted among the entry's weights
+        self.block = block
+
+    def forward(self, y):
+        return self.block.body(y)
+
+
 class ElasticModule(nn.Module):
     """Base of the supernet modules: one active subnet config (a unit of an arch dict) at a time.
 
@@ -153,9 +167,10 @@ class ElasticModule(nn.Module):
     output_conv = None  # the Conv (conv + bn) that makes the output: a child's name, or None for the module's own
 
     def output_weights(self):
-        """The state-dict keys whose dim 0 is this module's output channels (reordered by `channel_order`)."""
+        """[(state-dict key, dim)] of the tensors indexed by this module's output channels (reordered together by
+        `channel_order`)."""
         prefix = f"{self.output_conv}." if self.output_conv else ""
-        return [f"{prefix}conv.weight", *(f"{prefix}bn.{b}" for b in _BN)]
+        return [(f"{prefix}conv.weight", 0), *((f"{prefix}bn.{b}", 0) for b in _BN)]
 
     def space_entry(self):
         """This module's choices as plain data: {'module', 'depth', 'per_block': {...}, 'per_unit': {...}}."""
@@ -203,7 +218,6 @@ class ElasticMBConvBlock(nn.Module):
     def __init__(self, c1, c2, k, e, s, se, act):
         super().__init__()
         mid = make_divisible(c1 * e, 8)
-        self.c1 = c1
         self.expand = ElasticConvBN(c1, mid, 1)
         self.dw = ElasticConvBN(mid, mid, k, s, depthwise=True)
         self.se = ElasticSE(mid) if se else None
@@ -214,12 +228,13 @@ class ElasticMBConvBlock(nn.Module):
     def residual_bn(self):
         return self.project.bn if self.residual else None
 
-    def forward(self, x, k, e):
-        mid = make_divisible(self.c1 * e, 8)
-        y = self.act(self.dw(self.act(self.expand(x, mid)), mid, k))
+    def forward(self, x, k, e, c2, cols=None):
+        """At kernel k and expand e to `c2` outputs, reading the expand weights' columns `cols` (default: leading)."""
+        mid = make_divisible(x.shape[1] * e, 8)
+        y = self.act(self.dw(self.act(self.expand(x, mid, cols=cols)), mid, k))
         if self.se is not None:
             y = self.se(y)
-        y = self.project(y, self.project.conv.out_channels)
+        y = self.project(y, c2)
         return x + y if self.residual else y
 
 
@@ -244,9 +259,23 @@ class MBConvStage(nn.Module):
 
 
 class ElasticMBConvStage(ElasticModule):
-    """An elastic MBConv stage: depth from `depths`, and per block a kernel from `kernels` and expand from `expands`."""
+    """An elastic MBConv stage: depth from `depths`, per block a kernel from `kernels` and expand from `expands`, and
+    one output width from `widths`. A narrower stage runs its leading channels: each block's hidden width is its live
+    input width x expand (the first block's follows the stage's input, as a narrower stage's would)."""
 
-    def __init__(self, c1, c2, n=4, s=1, se=False, act="relu", kernels=(3, 5, 7), expands=(3, 4, 6), depths=(2, 3, 4)):
+    def __init__(
+        self,
+        c1,
+        c2,
+        n=4,
+        s=1,
+        se=False,
+        act="relu",
+        kernels=(3, 5, 7),
+        expands=(3, 4, 6),
+        depths=(2, 3, 4),
+        widths=(1.0,),
+    ):
         super().__init__()
         name = type(self).__name__
         make_act(act)
@@ -255,43 +284,72 @@ class ElasticMBConvStage(ElasticModule):
             _expands(name, expands),
             _depths(name, depths, n),
         )
+        self._init_widths(widths, c2)
+        if len(self.widths) > 1 and s == 1 and c1 == c2:
+            raise NASError(
+                f"{name} width choices {list(widths)} need stride 2 or c1 != c2 (here c1=c2={c2}, s=1): the first "
+                "block's residual would tie the stage's width to its input's; give this row a single width [1.0]."
+            )
         self.s, self.se, self.act = s, se, act
+        self.live_in = None  # the input's live channels when narrower (set by `supernet.set_arch`)
         kmax, emax = self.kernels[-1], self.expands[-1]
         self.blocks = nn.ModuleList(
             ElasticMBConvBlock(c1 if i == 0 else c2, c2, kmax, emax, s if i == 0 else 1, se, act) for i in range(n)
         )
-        self.active = {"depth": n, "kernel": [kmax] * n, "expand": [emax] * n}
+        self.set_active({"depth": n, "kernel": [kmax] * n, "expand": [emax] * n, **self._full_width()})
 
     def full_channels(self):
         return self.blocks[0].project.conv.out_channels
+
+    def input_weights(self):
+        return None if self.blocks[0].residual else [["blocks.0.expand.conv.weight"]]
+
+    def set_input_live(self, live):
+        self.live_in = None if len(live[0]) == self.blocks[0].expand.conv.in_channels else live[0]
+
+    def output_weights(self):
+        """Every block's projection makes the stage's channels (residuals add them) and every later block reads them."""
+        bn = [(f"blocks.{i}.project.bn.{b}", 0) for i in range(len(self.blocks)) for b in _BN]
+        rows = [(f"blocks.{i}.project.conv.weight", 0) for i in range(len(self.blocks))]
+        return rows + bn + [(f"blocks.{i}.expand.conv.weight", 1) for i in range(1, len(self.blocks))]
 
     def space_entry(self):
         return {
             "module": type(self).__name__,
             "depth": list(self.depths),
             "per_block": {"kernel": list(self.kernels), "expand": list(self.expands)},
-            "per_unit": {},
+            "per_unit": self._width_choices(),
         }
 
     def set_active(self, unit):
         self.active = {"depth": unit["depth"], "kernel": list(unit["kernel"]), "expand": list(unit["expand"])}
+        self.active.update({k: unit[k] for k in ("width",) if k in unit})
 
     def static_row(self, unit):
         return unit["depth"], "MBConvStage", [self.s, self.se, self.act, list(unit["kernel"]), list(unit["expand"])]
 
     def latency_entry(self, choices, in_shapes, out_shape):
         """One block: at position 0 it takes the stage's input (stride s), at 1 (any later block) the stage's output."""
-        c1, c2, first = self.blocks[0].c1, self.blocks[0].project.conv.out_channels, choices["position"] == 0
+        c2, first = self.out_channels(choices), choices["position"] == 0
         block = MBConvBlock(
-            c1 if first else c2, c2, choices["kernel"], choices["expand"], self.s if first else 1, self.se, self.act
+            in_shapes[0][1] if first else c2,
+            c2,
+            choices["kernel"],
+            choices["expand"],
+            self.s if first else 1,
+            self.se,
+            self.act,
         )
-        return block, in_shapes if first else [out_shape]
+        return block, in_shapes if first else [(out_shape[0], c2, *out_shape[2:])]
 
     def forward(self, x):
-        a = self.active
-        for block, k, e in zip(self.blocks[: a["depth"]], a["kernel"], a["expand"]):
-            x = block(x, k, e)
-        return x
+        a, cols = self.active, None
+        if self.live_in is not None:  # only the live input channels, as the narrower stage reads them
+            cols = torch.as_tensor(self.live_in, device=x.device)
+            x = x.index_select(1, cols)
+        for i, (block, k, e) in enumerate(zip(self.blocks[: a["depth"]], a["kernel"], a["expand"])):
+            x = block(x, k, e, self.out_channels(a), cols if i == 0 else None)
+        return pad_channels(x, self.full_channels())
 
 
 # ------------------------------------------------------------------------------------------- MBottleneckCSP (neck)
@@ -323,7 +381,10 @@ class MBottleneckCSP(nn.Module):
         self.cv3 = conv(2 * c_, c2, 1, act=make_act(act))
 
     def forward(self, x):
-        x1 = self.cv1(x)
+        return self.body(self.cv1(x))
+
+    def body(self, x1):
+        """Everything after cv1 (a latency-table entry of its own when the block's input width varies)."""
         return self.cv3(self.act(self.bn(torch.cat((self.m(x1), self.cv2(x1)), 1))))
 
 
@@ -337,24 +398,34 @@ class ElasticCSPBottleneck(nn.Module):
         self.act = ActSwitch(acts)
 
     def forward(self, x, k):
-        return self.act(self.cv2(self.cv1(x), self.cv2.conv.out_channels, k))
+        c = x.shape[1]  # the block's hidden width: less for a narrower MBottleneckCSP
+        return self.act(self.cv2(conv_rows(self.cv1, x, c), c, k))
 
 
 class ElasticMBottleneckCSP(ElasticModule):
-    """An elastic `MBottleneckCSP`: one kernel, one activation and a depth chosen per block (unit)."""
+    """An elastic `MBottleneckCSP`: one kernel, one activation, a depth and a width chosen per block (unit).
 
-    def __init__(self, c1, c2, n=3, kernels=(3, 5), acts=("relu", "leakyrelu", "mish"), depths=(1, 2, 3)):
+    A narrower width w (hidden c' = c2' / 2) takes the leading c' channels of cv1, the bottlenecks and cv2, the
+    matching channels of each half of the concatenation (BatchNorm rows, cv3 columns) and the leading c2' outputs.
+    """
+
+    output_conv = "cv3"
+
+    def __init__(
+        self, c1, c2, n=3, kernels=(3, 5), acts=("relu", "leakyrelu", "mish"), depths=(1, 2, 3), widths=(1.0,)
+    ):
         super().__init__()
         name = type(self).__name__
         self.kernels, self.acts, self.depths = _kernels(name, kernels), _acts(name, acts), _depths(name, depths, n)
-        c_ = c2 // 2
+        self._init_widths(widths, c2)
+        self.c_ = c_ = c2 // 2
         self.cv1 = conv(c1, c_, 1, act=ActSwitch(self.acts))
         self.m = nn.ModuleList(ElasticCSPBottleneck(c_, self.kernels[-1], self.acts) for _ in range(n))
         self.cv2 = nn.Conv2d(c_, c_, 1, bias=False)
         self.bn = nn.BatchNorm2d(2 * c_)
         self.act = ActSwitch(self.acts)
         self.cv3 = conv(2 * c_, c2, 1, act=ActSwitch(self.acts))
-        self.set_active({"depth": n, "kernel": self.kernels[-1], "act": self.acts[-1]})
+        self.set_active({"depth": n, "kernel": self.kernels[-1], "act": self.acts[-1], **self._full_width()})
 
     def full_channels(self):
         return self.cv3.conv.out_channels
@@ -367,30 +438,51 @@ class ElasticMBottleneckCSP(ElasticModule):
             "module": type(self).__name__,
             "depth": list(self.depths),
             "per_block": {},
-            "per_unit": {"kernel": list(self.kernels), "act": list(self.acts)},
+            "per_unit": {"kernel": list(self.kernels), "act": list(self.acts), **self._width_choices()},
+            "entry_input": ["act", *self._width_choices()],  # what cv1, the part reading the input, depends on
         }
 
     def set_active(self, unit):
-        self.active = {"depth": unit["depth"], "kernel": unit["kernel"], "act": unit["act"]}
+        self.active = {k: unit[k] for k in ("depth", "kernel", "act", "width") if k in unit}
         for m in self.modules():
             if isinstance(m, ActSwitch):
                 m.name = unit["act"]
+
+    def _halves(self, unit):
+        """(hidden width c', the concatenation's channels it uses); None for the second at full width."""
+        c = self.out_channels(unit) // 2
+        return c, (None if c == self.c_ else [*range(c), *range(self.c_, self.c_ + c)])
+
+    def inherit_gathers(self, unit):
+        _, picks = self._halves(unit)
+        if picks is None:
+            return {}
+        return {**{f"bn.{k}": {0: picks} for k in _BN}, "cv3.conv.weight": {1: picks}}
 
     def static_row(self, unit):
         return unit["depth"], "MBottleneckCSP", [unit["kernel"], unit["act"]]
 
     def latency_entry(self, choices, in_shapes, out_shape):
-        """The whole block for one depth x kernel x activation choice."""
-        c = choices
-        return MBottleneckCSP(
-            self.cv1.conv.in_channels, self.cv3.conv.out_channels, c["depth"], c["kernel"], c["act"]
-        ), in_shapes
+        """The whole block for one depth x kernel x activation (x width) choice; when the input width varies, cv1 for
+        each input width x activation x width (`part: input`) and the rest for each choice (`part: body`)."""
+        c1, c2, c = in_shapes[0][1], self.out_channels(choices), choices
+        if c.get("part") == "input":
+            return conv(c1, c2 // 2, 1, act=make_act(c["act"])), in_shapes
+        block = MBottleneckCSP(c1, c2, c["depth"], c["kernel"], c["act"])
+        if c.get("part") == "body":
+            return Body(block), [(out_shape[0], c2 // 2, *out_shape[2:])]
+        return block, in_shapes
 
     def forward(self, x):
-        x1 = y = self.cv1(x)
-        for block in self.m[: self.active["depth"]]:
-            y = block(y, self.active["kernel"])
-        return self.cv3(self.act(self.bn(torch.cat((y, self.cv2(x1)), 1))))
+        a = self.active
+        c, picks = self._halves(a)
+        x1 = y = conv_rows(self.cv1, x, c)
+        for block in self.m[: a["depth"]]:
+            y = block(y, a["kernel"])
+        y = torch.cat((y, F.conv2d(x1, self.cv2.weight[:c, :c])), 1)
+        rows = None if picks is None else torch.as_tensor(picks, device=y.device)
+        y = conv_rows(self.cv3, self.act(sliced_batch_norm(self.bn, y, rows)), self.out_channels(a), rows)
+        return pad_channels(y, self.full_channels())
 
 
 # ------------------------------------------------------------------------------------ C2f (YOLOv8's CSP block)
@@ -433,18 +525,6 @@ class MC2f(nn.Module):
         y = list(y.chunk(2, 1))
         y.extend(m(y[-1]) for m in self.m)
         return self.cv2(torch.cat(y, 1))
-
-
-class Body(nn.Module):
-    """A block without its first conv (`block.body`), timed as a latency-table entry."""
-
-    def __init__(self, block):
-        super().__init__()
-        del block.cv1  # not run, so not counted among the entry's weights
-        self.block = block
-
-    def forward(self, y):
-        return self.block.body(y)
 
 
 class ElasticC2fBottleneck(nn.Module):

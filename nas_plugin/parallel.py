@@ -57,9 +57,16 @@ class WorkerPool:
 
         results = {}
         for attempt in range(self.restarts + 1):
-            futures = {self._pool().submit(_evaluate, a): i for i, a in enumerate(archs) if i not in results}
+            futures, broken = {}, False
+            try:
+                for i, a in enumerate(archs):
+                    if i not in results:
+                        futures[self._pool().submit(_evaluate, a)] = i
+            except (cf.process.BrokenProcessPool, ValueError, OSError):
+                # a worker died while another was still starting: the pool refuses work, or the late worker's start
+                # fails on the queue the stdlib closed when it saw the death
+                broken = True
             cf.wait(futures)
-            broken = False
             for future, i in futures.items():
                 error = future.exception()
                 if error is None:
@@ -70,7 +77,7 @@ class WorkerPool:
                     raise error
             if not broken:
                 return [results[i] for i in range(len(archs))]
-            self.close()
+            self.close(broken=True)
             if attempt < self.restarts:
                 LOGGER.warning(
                     f"a search worker died; restarting {self.workers} workers to evaluate the "
@@ -81,8 +88,13 @@ class WorkerPool:
             "in history.csv: run again with --resume (fewer --workers if memory ran out)."
         )
 
-    def close(self):
+    def close(self, broken=False):
         if self._executor is not None:
+            if broken:  # a worker that was still starting when another died is left out of the stdlib's clean-up
+                # (Python 3.11: it never gets the stop signal and shutdown would wait for it forever): stop the rest
+                for process in (getattr(self._executor, "_processes", None) or {}).values():
+                    if process.is_alive():
+                        process.terminate()
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
 

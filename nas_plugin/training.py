@@ -9,8 +9,9 @@ The recipe is the `nas:` block of the supernet YAML (`parse_nas_config`):
   largest subnet saw, and in-place distillation uses its detached outputs at no extra forward, at the memory of the
   whole cycle.
 - **Phases** (once-for-all's progressive shrinking): a list of `[name, epoch fraction]`; `max` trains only the
-  largest subnet (the full-network warm-up), each later name makes more choices elastic: a backbone field
-  (`kernel`, `depth`, `expand`), `neck` (every neck choice) or `all`.
+  largest subnet (the full-network warm-up), each later name makes more choices elastic: a field (`kernel`, `depth`,
+  `expand`, `act`, `width`, in every section that has it), `neck` (every neck choice) or `all`. Fields opened one
+  by one before `all` open width last, as once-for-all does.
 - **Start**: `init:` a checkpoint of the largest subnet (e.g. `yolo train` of its extracted YAML) or of the same
   supernet; `zero_init:` zeroes the last BatchNorm gamma of every residual block (MBConv, C2f bottleneck), so each
   starts as identity.
@@ -59,7 +60,7 @@ DEFAULTS = {
     "calib_batches": 8,
     "val_min": True,
 }
-PHASE_WORDS = ("max", "neck", "all")  # besides backbone field names (kernel, depth, expand, ...)
+PHASE_WORDS = ("max", "neck", "all")  # besides the space's field names (kernel, depth, expand, ...)
 EPOCH_COLUMNS = ("epoch", "subnet", "batches", "box_loss", "cls_loss", "dfl_loss", "kd_loss", "mAP50", "mAP50-95")
 
 
@@ -91,7 +92,7 @@ def _phases_ok(v):
 def parse_nas_config(block, source="the model YAML", space=None):
     """Validate a YAML `nas:` block and fill in defaults; errors name the key, the value and what is allowed.
 
-    With `space`, phase names are also checked against the supernet's backbone fields.
+    With `space`, phase names are also checked against the supernet's fields.
     """
     if block is not None and not isinstance(block, dict):
         raise NASError(
@@ -125,7 +126,7 @@ def parse_nas_config(block, source="the model YAML", space=None):
             raise NASError(f"nas: {key}={cfg[key]!r} in {source} is not allowed; {key} must be {allowed}.")
     cfg["phases"] = [[name, float(f)] for name, f in cfg["phases"]]
     if space is not None:
-        allowed = [*PHASE_WORDS, *dict.fromkeys(f for s, f in fields(space) if s == "backbone")]
+        allowed = [*PHASE_WORDS, *dict.fromkeys(f for _, f in fields(space))]
         bad = [name for name, _ in cfg["phases"] if name not in allowed]
         if bad:
             raise NASError(f"nas: phases name {bad[0]!r} in {source} is not allowed; phase names are {allowed}.")
@@ -158,7 +159,7 @@ def phase_space(space, cfg, phase):
     elastic = {
         (section, f)
         for section, f in fields(space)
-        if "all" in names or (section == "head" and "neck" in names) or (section == "backbone" and f in names)
+        if "all" in names or f in names or (section == "head" and "neck" in names)
     }
     return restrict(space, elastic)
 

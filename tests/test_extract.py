@@ -115,7 +115,8 @@ def _assert_extraction_is_exact(supernet, arch, batch):
     x = torch.rand(batch, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         want, got = supernet.eval()(x), static.eval()(x)
-    torch.testing.assert_close(got[0], want[0], atol=1e-5, rtol=1e-6)  # boxes are in pixels
+    # boxes are in pixels: float32 rounding in convs of another shape moves them by up to ~2e-6 of their value
+    torch.testing.assert_close(got[0], want[0], atol=1e-5, rtol=1e-5)
     for w, g in zip(want[1]["feats"], got[1]["feats"]):
         assert g.std() > 1e-2  # features that carry signal
         torch.testing.assert_close(g, w[:, : g.shape[1]], atol=1e-5, rtol=0)
@@ -342,7 +343,7 @@ def test_extract_tool_writes_the_three_files(tmp_path):
     "args, message",
     [
         (["--arch", "nope.json"], "arch 'nope.json' is neither 'max', 'min', 'random' nor an existing JSON file."),
-        (["--arch", "bad.json"], "arch['backbone'] has 1 units but the supernet has 5 elastic backbone units."),
+        (["--arch", "bad.json"], "arch['backbone'] has 1 units but the supernet has 7 elastic backbone units."),
         (["--weights", "missing.pt"], "weights file 'missing.pt' does not exist."),
         (["--weights", "missing.yaml"], "model YAML 'missing.yaml' does not exist."),
         (

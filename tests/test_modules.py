@@ -29,8 +29,8 @@ from nas_plugin.supernet import load_supernet
             "ElasticMBottleneckCSP activation 'gelu' is not allowed; activation must be one of",
         ),
         (
-            "[80, 2, False, hardswish, [3, 5, 7], [3, 4, 6], [2, 3, 4]]",
-            "[80, 2, False, hardswish, [3, 5, 7], [3, 4, 6], [2, 3, 5]]",
+            "[80, 2, False, hardswish, [3, 5, 7], [3, 4, 6], [2, 3, 4],",
+            "[80, 2, False, hardswish, [3, 5, 7], [3, 4, 6], [2, 3, 5],",
             "ElasticMBConvStage depth 5 is not allowed; depth must be an integer from 1 to the row's n=4",
         ),
         (

@@ -14,14 +14,22 @@ from nas_plugin.errors import NASError
 def test_space_is_plain_data_that_round_trips(space):
     assert json.loads(json.dumps(space)) == space
     assert yaml.safe_load(yaml.safe_dump(space)) == space
-    assert [u["module"] for u in space["backbone"]] == ["ElasticMBConvStage"] * 5
-    assert [u["module"] for u in space["head"]] == ["ElasticMBottleneckCSP"] * 4
+    assert [u["module"] for u in space["backbone"]] == ["ElasticConv", *["ElasticMBConvStage"] * 5, "ElasticSPPF"]
+    csp, conv = "ElasticMBottleneckCSP", "ElasticConv"
+    assert [u["module"] for u in space["head"]] == [csp, csp, conv, csp, conv, csp]
+
+
+def _without_width(space):
+    return S.restrict(space, {f for f in S.fields(space) if f[1] != "width"})
 
 
 def test_counts_match_once_for_all_and_the_neck(space):
-    assert S.count(space, ("backbone",)) == 7371**5  # once-for-all's ~2.2e19 for the same choices
-    assert S.count(space, ("head",)) == 18**4  # per block: 2 kernels x 3 activations x (depth 1, 2 or 3 share them)
-    assert S.count(space) == 7371**5 * 18**4
+    fixed = _without_width(space)
+    assert S.count(fixed, ("backbone",)) == 7371**5  # once-for-all's ~2.2e19 for the same choices
+    assert S.count(fixed, ("head",)) == 18**4  # per block: 2 kernels x 3 activations x (depth 1, 2 or 3 share them)
+    # width: the stem and the first stage offer 2 channel counts at scale n (0.75 rounds up to 1.0's), the rest 3
+    assert S.count(space, ("backbone",)) == 7371**5 * 2 * 2 * 3**5
+    assert S.count(space) == 7371**5 * 18**4 * 2 * 2 * 3**5 * 3**6
 
 
 @pytest.mark.parametrize("make", [S.max_arch, S.min_arch, lambda sp: S.random_arch(sp, seed=7)])
@@ -33,10 +41,10 @@ def test_archs_round_trip_json_yaml_and_validate(space, make):
 
 def test_max_and_min_take_last_and_first_choices(space):
     mx, mn = S.max_arch(space), S.min_arch(space)
-    assert mx["backbone"][0] == {"depth": 4, "kernel": [7] * 4, "expand": [6] * 4}
-    assert mn["backbone"][0] == {"depth": 2, "kernel": [3] * 2, "expand": [3] * 2}
-    assert mx["head"][0] == {"depth": 3, "kernel": 5, "act": "mish"}
-    assert mn["head"][0] == {"depth": 1, "kernel": 3, "act": "relu"}
+    assert mx["backbone"][1] == {"depth": 4, "width": 1.0, "kernel": [7] * 4, "expand": [6] * 4}
+    assert mn["backbone"][1] == {"depth": 2, "width": 0.5, "kernel": [3] * 2, "expand": [3] * 2}
+    assert mx["head"][0] == {"depth": 3, "kernel": 5, "act": "mish", "width": 1.0}
+    assert mn["head"][0] == {"depth": 1, "kernel": 3, "act": "relu", "width": 0.5}
 
 
 def test_random_is_seeded(space):
@@ -46,7 +54,8 @@ def test_random_is_seeded(space):
 
 def test_encoding_round_trips_within_bounds(space):
     ub = S.bounds(space)
-    assert len(ub) == 5 * (1 + 4 * 2) + 4 * (1 + 2)
+    # per unit: depth, width, per-unit and per-block genes (stem, 5 stages, SPPF; 4 CSP blocks, 2 convs)
+    assert len(ub) == 2 + 5 * (1 + 1 + 4 * 2) + 2 + 4 * (1 + 3) + 2 * 2
     rng = random.Random(0)
     for _ in range(50):
         arch = S.random_arch(space, rng=rng)
@@ -58,7 +67,7 @@ def test_encoding_round_trips_within_bounds(space):
 def test_inactive_genes_decode_to_the_same_arch(space):
     x = S.encode(space, S.min_arch(space))  # depth 2: blocks 3 and 4 of every stage are inactive
     y = list(x)
-    y[1 + 2 * 2] = 2  # kernel gene of stage 1, block 3
+    y[2 + 2 + 2 * 2] = 2  # after the stem's 2 genes and stage 1's depth and width: the kernel gene of its block 3
     assert y != x and S.decode(space, y) == S.decode(space, x)
 
 
@@ -78,17 +87,18 @@ def _bad(space, path, value):
 @pytest.mark.parametrize(
     "path, value, message",
     [
-        (("backbone", 0, "kernel", 1), 4, "arch['backbone'][0]['kernel'][1] = 4 is not allowed; choose from [3, 5, 7]"),
+        (("backbone", 1, "kernel", 1), 4, "arch['backbone'][1]['kernel'][1] = 4 is not allowed; choose from [3, 5, 7]"),
         (("backbone", 2, "expand", 0), 0, "arch['backbone'][2]['expand'][0] = 0 is not allowed; choose from [3, 4, 6]"),
-        (("backbone", 1, "depth"), 5, "arch['backbone'][1]['depth'] = 5 is not allowed; choose from [2, 3, 4]"),
+        (("backbone", 2, "depth"), 5, "arch['backbone'][2]['depth'] = 5 is not allowed; choose from [2, 3, 4]"),
         (
             ("head", 3, "act"),
             "gelu",
             "arch['head'][3]['act'] = 'gelu' is not allowed; choose from ['relu', 'leakyrelu', 'mish']",
         ),
-        (("backbone", 0, "expand"), KeyError, "arch['backbone'][0] is missing ['expand']"),
-        (("head", 0, "width"), 2, "arch['head'][0] has unknown key(s) ['width']"),
-        (("backbone", 0, "kernel"), [3, 3], "arch['backbone'][0]['kernel'] = [3, 3] must be a list of 4 values"),
+        (("backbone", 1, "expand"), KeyError, "arch['backbone'][1] is missing ['expand']"),
+        (("head", 0, "expand"), 2, "arch['head'][0] has unknown key(s) ['expand']"),
+        (("head", 0, "width"), 2, "arch['head'][0]['width'] = 2 is not allowed; choose from [0.5, 0.75, 1.0]"),
+        (("backbone", 1, "kernel"), [3, 3], "arch['backbone'][1]['kernel'] = [3, 3] must be a list of 4 values"),
         (("head", 1, "kernel"), True, "arch['head'][1]['kernel'] = True is not allowed"),
     ],
 )
@@ -101,7 +111,7 @@ def test_invalid_archs_name_the_field_value_and_choices(space, path, value, mess
 def test_wrong_number_of_stages(space):
     arch = S.max_arch(space)
     arch["backbone"].pop()
-    with pytest.raises(NASError, match=r"arch\['backbone'\] has 4 units but the supernet has 5"):
+    with pytest.raises(NASError, match=r"arch\['backbone'\] has 6 units but the supernet has 7"):
         S.validate_arch(space, arch)
 
 

@@ -62,11 +62,11 @@ def test_phase_names_are_checked_against_the_space(space):
     with pytest.raises(
         NASError,
         match=(
-            r"nas: phases name 'width' in y.yaml is not allowed; phase names are "
-            r"\['max', 'neck', 'all', 'depth', 'kernel', 'expand'\]"
+            r"nas: phases name 'stride' in y.yaml is not allowed; phase names are "
+            r"\['max', 'neck', 'all', 'depth', 'width', 'kernel', 'expand', 'act'\]"
         ),
     ):
-        parse_nas_config({"phases": [["width", 0.5], ["all", 0.5]]}, "y.yaml", space)
+        parse_nas_config({"phases": [["stride", 0.5], ["all", 0.5]]}, "y.yaml", space)
 
 
 def test_sandwich_cycle_trains_max_min_and_n_random(space):
@@ -95,14 +95,16 @@ def test_phases_switch_at_their_epochs_and_widen_the_space(space):
     largest = S.max_arch(space)
     assert sample(space, cfg, 0, 2, 0, 5, epochs=10) == [("max", largest)]  # warm-up: only the largest, once
     kernel_phase = [a for e in (3, 4) for i in range(5) for _, a in sample(space, cfg, 0, e, i, 5, epochs=10)]
-    for arch in kernel_phase:  # only backbone kernels vary
-        assert [u["depth"] for u in arch["backbone"]] == [u["depth"] for u in largest["backbone"]]
-        assert [u["expand"] for u in arch["backbone"]] == [u["expand"] for u in largest["backbone"]]
-        assert arch["head"] == largest["head"]
-    assert {k for a in kernel_phase for u in a["backbone"] for k in u["kernel"]} == {3, 5, 7}
+    for arch in kernel_phase:  # only kernels vary, in the backbone and the neck
+        for section in ("backbone", "head"):
+            for u, big in zip(arch[section], largest[section]):
+                assert {k: v for k, v in u.items() if k != "kernel"} == {k: v for k, v in big.items() if k != "kernel"}
+    assert {k for a in kernel_phase for u in a["backbone"] if "kernel" in u for k in u["kernel"]} == {3, 5, 7}
+    assert {u["kernel"] for a in kernel_phase for u in a["head"] if "kernel" in u} == {3, 5}
     depth_phase = [a for e in (5, 6) for i in range(5) for _, a in sample(space, cfg, 0, e, i, 5, epochs=10)]
-    assert {u["depth"] for a in depth_phase for u in a["backbone"]} == {2, 3, 4}
-    assert all(a["head"] == largest["head"] for a in depth_phase)
+    assert {u["depth"] for a in depth_phase for u in a["backbone"] if "kernel" in u} == {2, 3, 4}
+    assert {u["width"] for a in depth_phase for s in ("backbone", "head") for u in a[s]} == {1.0}  # width not yet
+    assert {u["act"] for a in depth_phase for u in a["head"] if "act" in u} == {largest["head"][0]["act"]}
     assert sample(space, cfg, 0, 9, 0, 5, epochs=10)[1] == ("min", S.min_arch(space))  # the last phase is the space
 
 

@@ -1,7 +1,6 @@
 """Elastic width: YAML validation, live channels through Concat, table keys and measurement, narrow subnets that
 stock Ultralytics validates and exports without the plugin."""
 
-import copy
 import json
 import os
 
@@ -35,6 +34,20 @@ head:
   - [-1, 1, ElasticC2f, [16, False, [3], [1.0], [relu], [1], [0.5, 1.0]]] # 7
   - [[7, 4], 1, ElasticDetect, [nc]] # 8
 """  # every kind of width-following layer, small enough to build a table in seconds
+
+TINY_MBCONV_WIDTH = """
+nc: 2
+backbone:
+  - [-1, 1, ElasticConv, [16, 3, 2, [0.5, 1.0]]] # 0-P1/2
+  - [-1, 2, ElasticMBConvStage, [16, 2, True, relu, [3, 5], [3], [1, 2], [0.5, 1.0]]] # 1-P2/4
+  - [-1, 2, ElasticMBConvStage, [32, 2, False, hardswish, [3], [3, 4], [1, 2], [0.5, 1.0]]] # 2-P3/8
+  - [-1, 1, ElasticSPPF, [32, 5, [0.5, 1.0]]] # 3
+head:
+  - [-1, 1, nn.Upsample, [None, 2, "nearest"]] # 4
+  - [[-1, 1], 1, Concat, [1]] # 5
+  - [-1, 2, ElasticMBottleneckCSP, [16, [3], [relu, mish], [1, 2], [0.5, 1.0]]] # 6
+  - [[6, 3], 1, ElasticDetect, [nc]] # 7
+"""  # the MBConv supernet's width-following layers, as small
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +166,46 @@ def test_width_table_is_measured_and_predicts_the_sum_of_its_parts(tiny_width, t
     )
 
 
+def test_mbconv_width_table_keys_each_block_by_the_widths_it_sees(tmp_path):
+    """An MBConv stage's first block is keyed by its input and output widths, later blocks by the output width; the
+    MBottleneckCSP after a Concat is split into its input conv and body; the entries' weights add up to the subnet's,
+    and narrow subnets extract exactly."""
+    path = tmp_path / "tiny-mbconv-width-supernet.yaml"
+    path.write_text(TINY_MBCONV_WIDTH)
+    model = load_supernet(path)
+    space = space_from_model(model)
+    lut = build_lut(model, 64, get_backend("openvino"), tmp_path / "lut.json", calib_subnets=2, source=path, rounds=1)
+    assert set(lut["entries"]) == set(L.all_keys(space, lut["meta"]))
+    assert {
+        "layer1/b0/c1=8/width=0.5/kernel=5/expand=3",
+        "layer1/b1/width=0.5/kernel=5/expand=3",
+        "layer2/b0/c1=16/width=1.0/kernel=3/expand=4",
+        "layer6/in/c1=24/act=mish/width=0.5",  # 16 of the upsampled 32 + 8 of layer 1's 16
+        "layer6/body/depth=2/kernel=3/act=mish/width=1.0",
+    } <= set(lut["entries"])
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for bn in model.modules():  # BatchNorm away from its init, so a wrong channel pick shows
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                bn.weight.uniform_(0.5, 1.5, generator=g)
+                bn.running_mean.normal_(0, 0.1, generator=g)
+    x = torch.rand(1, 3, 64, 64, generator=g)
+    for arch in (S.min_arch(space), *(S.random_arch(space, seed=i) for i in range(4))):
+        parts = [lut["entries"][k] for k in L.arch_keys(space, arch, lut["meta"])]
+        static = extract(model, arch)
+        assert sum(e["params"] for e in parts) == sum(p.numel() for p in static.parameters())
+        set_arch(model, arch)
+        with torch.no_grad():
+            torch.testing.assert_close(static.eval()(x)[0], model.eval()(x)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_an_mbconv_stage_whose_first_block_is_residual_has_no_width_choices(tmp_path):
+    path = tmp_path / "bad-supernet.yaml"
+    path.write_text(TINY_MBCONV_WIDTH.replace("[32, 2, False, hardswish", "[16, 1, False, hardswish"))
+    with pytest.raises(NASError, match=r"ElasticMBConvStage width choices \[0.5, 1.0\] need stride 2 or c1 != c2"):
+        load_supernet(path)
+
+
 def test_narrow_yolov8n_is_stock_and_deploys_without_the_plugin(tiny_data, tmp_path):
     """YOLOv8n at half width everywhere extracts to stock rows (its head follows P3's width): `yolo val` and
     `yolo export` need no plugin."""
@@ -192,10 +245,29 @@ def test_supernet_with_width_trains_a_sampled_step(csp_n):
     set_arch(model, S.max_arch(space))
 
 
-def test_sorting_channels_by_importance_keeps_what_the_full_network_computes(csp_n):
+def test_subnets_of_several_widths_train_in_one_backward_pass(csp_n):
+    """`same_batch` runs the whole sandwich before one backward: a narrow subnet's BatchNorm statistics update must
+    not break the graph of the full-width subnet before it."""
+    model = csp_n.train()
+    space = space_from_model(model)
+    loss = 0
+    for arch in (S.max_arch(space), S.min_arch(space), S.random_arch(space, seed=0)):
+        set_arch(model, arch)
+        out = model(torch.rand(2, 3, 64, 64))
+        parts = out.values() if isinstance(out, dict) else out
+        loss = loss + sum(v.float().mean() for v in parts if isinstance(v, torch.Tensor))
+    loss.backward()
+    assert model.model[1].conv.weight.grad[16:].any()  # the full width trained too
+    model.zero_grad()
+    set_arch(model, S.max_arch(space))
+
+
+@pytest.mark.parametrize("yaml_name, layers", [("yolov8n-csp-supernet.yaml", 16), ("yolov8n-mbconv-supernet.yaml", 13)])
+def test_sorting_channels_by_importance_keeps_what_the_full_network_computes(yaml_name, layers):
     """Each width layer's outputs go most important first (L1 of the weights reading them, across Concat), and its
-    readers' columns and the optimizer's momentum move with them: the largest subnet computes the same."""
-    model = copy.deepcopy(csp_n).eval()
+    readers' columns and the optimizer's momentum move with them (inside an MBConv stage too: every block's
+    projection and the later blocks' inputs): the largest subnet computes the same."""
+    model = load_supernet(CSP_SUPERNET_FILE.with_name(yaml_name)).eval()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():  # trained-looking weights: importances differ and BN is not at init
@@ -209,7 +281,7 @@ def test_sorting_channels_by_importance_keeps_what_the_full_network_computes(csp
     with torch.no_grad():
         before = model(x)
     orders = output_order(model)
-    assert len(orders) == 16 and any((perm != torch.arange(len(perm))).any() for perm in orders.values())
+    assert len(orders) == layers and any((perm != torch.arange(len(perm))).any() for perm in orders.values())
     apply_order(model, orders, optimizer)
     with torch.no_grad():
         after = model(x)
