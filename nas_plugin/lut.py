@@ -9,9 +9,10 @@ latency is the sum of its entries, corrected by a fit on whole subnets measured 
 (`scale` x sum + `per_param_us` x the entries' weight count + `offset_us`): the offset absorbs per-call overhead and
 the fusion between neighbouring blocks that per-block timing cannot see; the weight term, what an entry timed on its
 own hides: its weights stay in cache across repeated calls, while a whole model reads them afresh (the largest
-subnets run 10-20% slower than their sum says, the mid-sized ones faster; tables without weight counts fit a line). All
-timings are scaled to the table's reference subnet (`reference`: its arch and latency at build time), timed alongside
-every measurement.
+subnets run 10-20% slower than their sum says, the mid-sized ones faster; tables without weight counts fit a line);
+the fit minimizes relative error, so the smallest subnets count as much as the largest (`lut_build.fit_calibration`).
+All timings are scaled to the table's reference subnet (`reference`: its arch and latency at build time), timed
+alongside every measurement.
 
 No torch here: the search reads tables with this module alone.
 """

@@ -81,6 +81,15 @@ def _meta(backend, supernet, imgsz, batch, source):
 _SAME_TABLE = tuple(k for k in META_KEYS if k not in ("date", "supernet"))  # a resumed build must match these
 
 
+def fit_calibration(raw, measured):
+    """(scale, per_param_us, offset_us) of `measured ~ scale x sum + per_param_us x weights + offset_us` over
+    (sum, weights) pairs, least squares in relative error: an absolute fit lets the largest subnets decide and
+    underpredicted the smallest by 12-17 % in every table (3-5 % relative)."""
+    m = np.asarray(measured, dtype=float)
+    x = np.array([[us, n, 1.0] for us, n in raw]) / m[:, None]
+    return tuple(float(v) for v in np.linalg.lstsq(x, np.ones_like(m), rcond=None)[0])
+
+
 def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnets=20, rounds=10, seed=0, source=""):
     """Measure every entry of the supernet's table and fit the calibration; writes `out` as it goes.
 
@@ -143,11 +152,11 @@ def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnet
         ]
         measured = [s["median_us"] for s in measure_subnets(supernet, archs, lut, backend, desc="calibration subnets")]
         raw = [raw_sums(lut, space, a) for a in archs]
-        (scale, per_param, offset), *_ = np.linalg.lstsq([[us, n, 1.0] for us, n in raw], measured, rcond=None)
+        scale, per_param, offset = fit_calibration(raw, measured)
         lut["calibration"] = {
-            "scale": float(scale),
-            "per_param_us": float(per_param),
-            "offset_us": float(offset),
+            "scale": scale,
+            "per_param_us": per_param,
+            "offset_us": offset,
             "subnets": [
                 {"arch": a, "raw_sum_us": us, "params": n, "measured_us": m}
                 for a, (us, n), m in zip(archs, raw, measured)

@@ -345,3 +345,23 @@ def test_tables_with_impossible_timings_are_refused(tiny_lut, tmp_path, value):
     bad.write_text(json.dumps(lut))
     with pytest.raises(NASError, match="calibration scale is nan; it must be a finite number"):
         L.load_lut(bad)
+
+
+def test_calibration_fits_relative_error_so_small_subnets_count_too():
+    """Whole subnets from 1 to 10 ms whose largest run 10 % over a straight line: an absolute least-squares fit
+    follows the large ones and misses the smallest by more; the relative fit keeps the worst relative error lower."""
+    import numpy as np
+
+    from nas_plugin.lut_build import fit_calibration
+
+    sums = (1000.0, 2000.0, 3000.0, 4000.0, 6000.0, 8000.0, 10000.0)
+    raw = [(us, n) for us, n in zip(sums, (0.7e6, 0.9e6, 2.1e6, 1.6e6, 3.9e6, 3.1e6, 5.8e6))]
+    measured = [0.9 * us + 100.0 + (0.1 * us if us >= 8000 else 0.0) for us, _ in raw]
+    x = np.array([[us, n, 1.0] for us, n in raw])
+
+    def worst(fit):
+        return max(abs((x @ np.array(fit))[i] / m - 1) for i, m in enumerate(measured))
+
+    absolute = np.linalg.lstsq(x, measured, rcond=None)[0]
+    assert worst(fit_calibration(raw, measured)) < worst(absolute)
+    assert np.allclose(fit_calibration(raw, [1.2 * us + 3e-4 * n - 50.0 for us, n in raw]), (1.2, 3e-4, -50.0))
