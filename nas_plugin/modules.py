@@ -113,6 +113,29 @@ def _per_block(owner, field, values, n, check):
 _BN = ("weight", "bias", "running_mean", "running_var")  # a BatchNorm's per-channel tensors
 
 
+def _conv_outputs(prefix):
+    """[(key, 0)] of a Conv's (conv + bn) tensors indexed by its output channels; `prefix` names the Conv ('' or
+    'child.')."""
+    return [(f"{prefix}conv.weight", 0), *((f"{prefix}bn.{b}", 0) for b in _BN)]
+
+
+def _halves(c, full):
+    """The channels a CSP block of hidden width c uses out of the concatenation of two halves `full` wide each."""
+    return [*range(c), *range(full, full + c)]
+
+
+def _split_entry(choices, in_shapes, out_shape, hidden, make_block):
+    """A CSP block's latency-table entry: its input conv to `hidden` channels (`part: input`), the rest reading
+    `hidden` channels (`part: body`, see `Body`), or the whole block from `make_block()`."""
+    part = choices.get("part")
+    if part == "input":
+        return conv(in_shapes[0][1], hidden, 1, act=make_act(choices["act"])), in_shapes
+    block = make_block()
+    if part == "body":
+        return Body(block), [(out_shape[0], hidden, *out_shape[2:])]
+    return block, in_shapes
+
+
 class Body(nn.Module):
     """A block without its first conv (`block.body`), timed as a latency-table entry."""
 
@@ -169,8 +192,7 @@ class ElasticModule(nn.Module):
     def output_weights(self):
         """[(state-dict key, dim)] of the tensors indexed by this module's output channels (reordered together by
         `channel_order`)."""
-        prefix = f"{self.output_conv}." if self.output_conv else ""
-        return [(f"{prefix}conv.weight", 0), *((f"{prefix}bn.{b}", 0) for b in _BN)]
+        return _conv_outputs(f"{self.output_conv}." if self.output_conv else "")
 
     def space_entry(self):
         """This module's choices as plain data: {'module', 'depth', 'per_block': {...}, 'per_unit': {...}}."""
@@ -309,9 +331,8 @@ class ElasticMBConvStage(ElasticModule):
 
     def output_weights(self):
         """Every block's projection makes the stage's channels (residuals add them) and every later block reads them."""
-        bn = [(f"blocks.{i}.project.bn.{b}", 0) for i in range(len(self.blocks)) for b in _BN]
-        rows = [(f"blocks.{i}.project.conv.weight", 0) for i in range(len(self.blocks))]
-        return rows + bn + [(f"blocks.{i}.expand.conv.weight", 1) for i in range(1, len(self.blocks))]
+        out = [key for i in range(len(self.blocks)) for key in _conv_outputs(f"blocks.{i}.project.")]
+        return out + [(f"blocks.{i}.expand.conv.weight", 1) for i in range(1, len(self.blocks))]
 
     def space_entry(self):
         return {
@@ -323,7 +344,8 @@ class ElasticMBConvStage(ElasticModule):
 
     def set_active(self, unit):
         self.active = {"depth": unit["depth"], "kernel": list(unit["kernel"]), "expand": list(unit["expand"])}
-        self.active.update({k: unit[k] for k in ("width",) if k in unit})
+        if "width" in unit:
+            self.active["width"] = unit["width"]
 
     def static_row(self, unit):
         return unit["depth"], "MBConvStage", [self.s, self.se, self.act, list(unit["kernel"]), list(unit["expand"])]
@@ -343,12 +365,12 @@ class ElasticMBConvStage(ElasticModule):
         return block, in_shapes if first else [(out_shape[0], c2, *out_shape[2:])]
 
     def forward(self, x):
-        a, cols = self.active, None
+        a, c2, cols = self.active, self.out_channels(self.active), None
         if self.live_in is not None:  # only the live input channels, as the narrower stage reads them
             cols = torch.as_tensor(self.live_in, device=x.device)
             x = x.index_select(1, cols)
         for i, (block, k, e) in enumerate(zip(self.blocks[: a["depth"]], a["kernel"], a["expand"])):
-            x = block(x, k, e, self.out_channels(a), cols if i == 0 else None)
+            x = block(x, k, e, c2, cols if i == 0 else None)
         return pad_channels(x, self.full_channels())
 
 
@@ -451,7 +473,7 @@ class ElasticMBottleneckCSP(ElasticModule):
     def _halves(self, unit):
         """(hidden width c', the concatenation's channels it uses); None for the second at full width."""
         c = self.out_channels(unit) // 2
-        return c, (None if c == self.c_ else [*range(c), *range(self.c_, self.c_ + c)])
+        return c, (None if c == self.c_ else _halves(c, self.c_))
 
     def inherit_gathers(self, unit):
         _, picks = self._halves(unit)
@@ -466,12 +488,9 @@ class ElasticMBottleneckCSP(ElasticModule):
         """The whole block for one depth x kernel x activation (x width) choice; when the input width varies, cv1 for
         each input width x activation x width (`part: input`) and the rest for each choice (`part: body`)."""
         c1, c2, c = in_shapes[0][1], self.out_channels(choices), choices
-        if c.get("part") == "input":
-            return conv(c1, c2 // 2, 1, act=make_act(c["act"])), in_shapes
-        block = MBottleneckCSP(c1, c2, c["depth"], c["kernel"], c["act"])
-        if c.get("part") == "body":
-            return Body(block), [(out_shape[0], c2 // 2, *out_shape[2:])]
-        return block, in_shapes
+        return _split_entry(
+            c, in_shapes, out_shape, c2 // 2, lambda: MBottleneckCSP(c1, c2, c["depth"], c["kernel"], c["act"])
+        )
 
     def forward(self, x):
         a = self.active
@@ -622,7 +641,7 @@ class ElasticC2f(ElasticModule):
         c = self.out_channels(unit) // 2
         if c == self.c:
             return c, None, None
-        rows = [*range(c), *range(self.c, self.c + c)]
+        rows = _halves(c, self.c)
         cols = [j * self.c + i for j in range(2 + unit["depth"]) for i in range(c)]
         return c, rows, cols
 
@@ -646,12 +665,13 @@ class ElasticC2f(ElasticModule):
         """The whole block for one depth x kernel x expand x activation (x width) choice; when the input width varies,
         cv1 for each input width x activation x width (`part: input`) and the rest for each choice (`part: body`)."""
         c1, c2, c = in_shapes[0][1], self.out_channels(choices), choices
-        if c.get("part") == "input":
-            return conv(c1, c2 // 2 * 2, 1, act=make_act(c["act"])), in_shapes
-        block = MC2f(c1, c2, c["depth"], self.shortcut, c["kernel"], c["expand"], c["act"])
-        if c.get("part") == "body":
-            return Body(block), [(out_shape[0], c2 // 2 * 2, *out_shape[2:])]
-        return block, in_shapes
+        return _split_entry(
+            c,
+            in_shapes,
+            out_shape,
+            c2 // 2 * 2,
+            lambda: MC2f(c1, c2, c["depth"], self.shortcut, c["kernel"], c["expand"], c["act"]),
+        )
 
     def forward(self, x):
         a = self.active

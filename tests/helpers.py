@@ -41,3 +41,18 @@ head:
   - [-1, 2, ElasticMBottleneckCSP, [16, [3, 5], [relu, mish], [1, 2]]] # 5
   - [[2, 3, 5], 1, Detect, [nc]] # 6
 """  # a supernet small enough to build latency tables and run searches in seconds; format with nc=
+
+
+def randomize_bn(model, seed=0):
+    """BatchNorm statistics and affine weights away from their init, so outputs depend on every active weight (a
+    wrong channel pick shows)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in model.modules():
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                bn.weight.uniform_(0.5, 1.5, generator=g)
+                bn.bias.normal_(0, 0.1, generator=g)
+                bn.running_mean.normal_(0, 0.1, generator=g)
+                bn.running_var.uniform_(0.5, 2.0, generator=g)

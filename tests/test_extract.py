@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import CSP_SUPERNET_FILE, SUPERNET_FILE, SUPERNET_YAML, run_cli, tool, yolo
+from helpers import CSP_SUPERNET_FILE, SUPERNET_FILE, SUPERNET_YAML, randomize_bn, run_cli, tool, yolo
 from nas_plugin import space as S
 from nas_plugin.channels import live_indices
 from nas_plugin.extract import extract, save_subnet
@@ -93,18 +93,6 @@ def _active_params(supernet, arch):
     return total
 
 
-def _randomize_bn(model, seed=0):
-    """BatchNorm statistics and affine weights away from their init, so outputs depend on every active weight."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for bn in model.modules():
-            if isinstance(bn, torch.nn.BatchNorm2d):
-                bn.weight.uniform_(0.5, 1.5, generator=g)
-                bn.bias.normal_(0, 0.1, generator=g)
-                bn.running_mean.normal_(0, 0.1, generator=g)
-                bn.running_var.uniform_(0.5, 2.0, generator=g)
-
-
 def _assert_extraction_is_exact(supernet, arch, batch):
     """The extracted subnet is static, owns exactly the active weights and computes what the supernet computes: the
     head's inputs (the supernet's zero-padded to full width) and its outputs."""
@@ -127,7 +115,7 @@ def _assert_extraction_is_exact(supernet, arch, batch):
 def trained_looking(supernet):
     """The MBConv supernet with BatchNorm away from its init (a copy: the session fixture stays as built)."""
     model = copy.deepcopy(supernet)
-    _randomize_bn(model)
+    randomize_bn(model)
     return model
 
 
@@ -142,7 +130,7 @@ def csp_supernet(tmp_path_factory):
     path = tmp_path_factory.mktemp("csp") / "yolov8n-csp-supernet.yaml"
     path.write_text(CSP_SUPERNET_FILE.read_text().replace("nc: 80", "nc: 6"))
     model = load_supernet(path)
-    _randomize_bn(model)
+    randomize_bn(model)
     return model
 
 

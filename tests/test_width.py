@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import CSP_SUPERNET_FILE, yolo
+from helpers import CSP_SUPERNET_FILE, randomize_bn, yolo
 from nas_plugin import lut as L
 from nas_plugin import space as S
 from nas_plugin.backends import get_backend
@@ -183,13 +183,8 @@ def test_mbconv_width_table_keys_each_block_by_the_widths_it_sees(tmp_path):
         "layer6/in/c1=24/act=mish/width=0.5",  # 16 of the upsampled 32 + 8 of layer 1's 16
         "layer6/body/depth=2/kernel=3/act=mish/width=1.0",
     } <= set(lut["entries"])
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for bn in model.modules():  # BatchNorm away from its init, so a wrong channel pick shows
-            if isinstance(bn, torch.nn.BatchNorm2d):
-                bn.weight.uniform_(0.5, 1.5, generator=g)
-                bn.running_mean.normal_(0, 0.1, generator=g)
-    x = torch.rand(1, 3, 64, 64, generator=g)
+    randomize_bn(model)
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     for arch in (S.min_arch(space), *(S.random_arch(space, seed=i) for i in range(4))):
         parts = [lut["entries"][k] for k in L.arch_keys(space, arch, lut["meta"])]
         static = extract(model, arch)
@@ -230,15 +225,19 @@ def test_narrow_yolov8n_is_stock_and_deploys_without_the_plugin(tiny_data, tmp_p
     assert weights.with_suffix(".onnx").is_file()
 
 
+def _output_sum(out):
+    """A scalar that every tensor of a training-mode output feeds (a stand-in loss)."""
+    return sum(
+        v.float().mean() for v in (out.values() if isinstance(out, dict) else out) if isinstance(v, torch.Tensor)
+    )
+
+
 def test_supernet_with_width_trains_a_sampled_step(csp_n):
     """Narrow subnets train on shared weights: gradients reach only the active channels of a narrowed layer."""
     model = csp_n.train()
     space = space_from_model(model)
     set_arch(model, S.min_arch(space))
-    out = model(torch.rand(2, 3, 64, 64))
-    sum(
-        v.float().mean() for v in (out.values() if isinstance(out, dict) else out) if isinstance(v, torch.Tensor)
-    ).backward()
+    _output_sum(model(torch.rand(2, 3, 64, 64))).backward()
     grad = model.model[1].conv.weight.grad  # ElasticConv 32 -> 16 channels at half width
     assert grad[:16].abs().sum() > 0 and not grad[16:].any()
     model.zero_grad()
@@ -253,9 +252,7 @@ def test_subnets_of_several_widths_train_in_one_backward_pass(csp_n):
     loss = 0
     for arch in (S.max_arch(space), S.min_arch(space), S.random_arch(space, seed=0)):
         set_arch(model, arch)
-        out = model(torch.rand(2, 3, 64, 64))
-        parts = out.values() if isinstance(out, dict) else out
-        loss = loss + sum(v.float().mean() for v in parts if isinstance(v, torch.Tensor))
+        loss = loss + _output_sum(model(torch.rand(2, 3, 64, 64)))
     loss.backward()
     assert model.model[1].conv.weight.grad[16:].any()  # the full width trained too
     model.zero_grad()
