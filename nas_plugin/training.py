@@ -484,12 +484,14 @@ def _append_csv(path, columns, rows):
 
 def _truncate_csv(path, key, first_redone):
     """Drop rows whose `key` column is >= `first_redone` (they belong to an epoch a resumed run trains again), and a
-    torn last row (a run killed while appending it)."""
+    torn last row (a run killed while appending it). A file killed before its header was flushed is removed, so the
+    next append starts it again with the header."""
     if not path.exists():
         return
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
-    if not rows:
+    if not rows or key not in rows[0]:
+        path.unlink()
         return
     header, i = rows[0], rows[0].index(key)
     kept = [header] + [r for r in rows[1:] if len(r) == len(header) and r[i].isdigit() and int(r[i]) < first_redone]

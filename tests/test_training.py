@@ -467,6 +467,17 @@ def test_resume_drops_the_epochs_it_redoes_and_a_row_torn_by_a_kill(tmp_path):
     assert path.read_text().splitlines() == ["epoch,batch,subnet", "1,0,max"]
 
 
+@pytest.mark.parametrize("left", ["", "epo"])  # killed before the header was flushed, or while writing it
+def test_resume_gives_a_csv_killed_before_its_header_a_header(tmp_path, left):
+    from nas_plugin.training import _append_csv, _truncate_csv
+
+    path = tmp_path / "nas_epochs.csv"
+    path.write_text(left)
+    _truncate_csv(path, "epoch", 1)
+    _append_csv(path, ("epoch", "subnet"), [(1, "max")])
+    assert path.read_text().splitlines() == ["epoch,subnet", "1,max"]
+
+
 def test_train_seconds_adds_up_a_resumed_run(tmp_path):
     from nas_plugin.run_files import train_seconds
 
