@@ -5,6 +5,10 @@ width choices gets its output channels sorted, most important first; importance 
 read the channel, in every layer that consumes it (through Upsample and Concat), as once-for-all sorts by the
 consuming layer's weights. The producing rows and the consuming columns move together (with their optimizer state),
 so the full network computes exactly what it computed before.
+
+Channels inside a block that narrower choices keep a leading slice of (a block's hidden width under width, the
+expanded channels under expand) are sorted the same way, by the L1 norm of the weights reading them
+(`hidden_groups` of each module), when those choices open.
 """
 
 import torch
@@ -40,6 +44,16 @@ def _tensors(module):
     return dict(module.named_parameters()) | dict(module.named_buffers())
 
 
+def _l1(t, dim, offset, n):
+    """L1 norm of each of the n slices of `t` at `offset` along `dim`, in float64: near-ties then keep their order
+    when another order moves the other dims (float32 sums in another order can swap them)."""
+    return t.detach().cpu().double().narrow(dim, offset, n).abs().transpose(0, dim).reshape(n, -1).sum(1)
+
+
+def _order(importance):
+    return torch.argsort(importance, descending=True, stable=True)
+
+
 def output_order(model):
     """{layer: permutation of its output channels, most important first} for every layer with width choices."""
     graph = model_graph(model)
@@ -48,18 +62,33 @@ def output_order(model):
     for i, node in enumerate(graph):
         if "channels" not in node:
             continue
-        importance = torch.zeros(node["c2"])
+        importance = torch.zeros(node["c2"], dtype=torch.float64)
         for r, pos, offset in readers.get(i, []):
             tensors = _tensors(model.model[r])
             for key in model.model[r].input_weights()[pos]:
-                w = tensors[key].detach().float().cpu()
-                importance += w[:, offset : offset + node["c2"]].abs().sum(dim=(0, 2, 3))
-        orders[i] = torch.argsort(importance, descending=True, stable=True)
+                importance += _l1(tensors[key], 1, offset, node["c2"])
+        orders[i] = _order(importance)
     return orders
 
 
-def _permute(t, dim, index, optimizer):
-    """Reorder `t` in place along `dim`, and its optimizer state (momentum, Adam moments) with it."""
+def hidden_order(model, fields):
+    """{(layer, group): permutation, most important first} of the hidden channel groups (each module's
+    `hidden_groups`) that a choice in `fields` narrows."""
+    orders = {}
+    for i, m in enumerate(model.model):
+        tensors = _tensors(m)
+        for g, group in enumerate(getattr(m, "hidden_groups", list)()):
+            if set(group["fields"]) & set(fields):
+                n = group["size"]
+                orders[i, g] = _order(sum(_l1(tensors[key], dim, off, n) for key, dim, off in group["reads"]))
+    return orders
+
+
+def _permute(t, dim, perm, optimizer, offset=0):
+    """Reorder the slice of `t` at `offset` along `dim` by `perm` in place, and its optimizer state (momentum, Adam
+    moments) with it."""
+    index = torch.arange(t.shape[dim])
+    index[offset : offset + len(perm)] = offset + perm
     index = index.to(t.device)
     t.copy_(t.index_select(dim, index))
     for v in (optimizer.state.get(t, {}) if optimizer is not None else {}).values():
@@ -80,6 +109,14 @@ def apply_order(model, orders, optimizer=None):
             for r, pos, offset in readers.get(i, []):
                 tensors = _tensors(model.model[r])
                 for key in model.model[r].input_weights()[pos]:
-                    index = torch.arange(tensors[key].shape[1])
-                    index[offset : offset + len(perm)] = offset + perm
-                    _permute(tensors[key], 1, index, optimizer)
+                    _permute(tensors[key], 1, perm, optimizer, offset)
+
+
+def apply_hidden_order(model, orders, optimizer=None):
+    """Permute every tensor of each hidden group by `orders` (from `hidden_order`)."""
+    with torch.no_grad():
+        for (i, g), perm in orders.items():
+            m = model.model[i]
+            tensors, group = _tensors(m), m.hidden_groups()[g]
+            for key, dim, offset in group["moves"] + group["reads"]:
+                _permute(tensors[key], dim, perm, optimizer, offset)

@@ -210,6 +210,19 @@ def elastic_detect_class():
         def input_weights(self):
             return [[f"{h}.{i}.0.conv.weight" for h in self._heads()] for i in range(self.nl)]
 
+        def hidden_groups(self):
+            """Each branch's two hidden convs (their widths follow the first input's live width)."""
+            from .modules import conv_output_slices, hidden_group
+
+            return [
+                hidden_group(
+                    ("width",), getattr(self, h)[i][j].conv.out_channels, conv_output_slices(f"{h}.{i}.{j}."), reads
+                )
+                for h in self._heads()
+                for i in range(self.nl)
+                for j, reads in ((0, [(f"{h}.{i}.1.conv.weight", 1, 0)]), (1, [(f"{h}.{i}.2.weight", 1, 0)]))
+            ]
+
         def set_input_live(self, live):
             widths = detect_hidden_widths(len(live[0]), self.nc, self.reg_max)
             full = (self.cv2[0][0].conv.out_channels, self.cv3[0][0].conv.out_channels)

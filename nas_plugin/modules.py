@@ -119,6 +119,18 @@ def _conv_outputs(prefix):
     return [(f"{prefix}conv.weight", 0), *((f"{prefix}bn.{b}", 0) for b in _BN)]
 
 
+def hidden_group(fields, size, moves, reads):
+    """A group of hidden channels for `channel_order`: `size` channels that the choices in `fields` keep a leading
+    slice of, indexed by the tensors in `moves` and read by the weights in `reads` (importance: their L1 norm), each
+    as (key, dim, offset of the group in that dim)."""
+    return {"fields": fields, "size": size, "moves": moves, "reads": reads}
+
+
+def conv_output_slices(prefix, offset=0):
+    """A Conv's output tensors as (key, dim, offset) entries of a hidden group."""
+    return [(key, dim, offset) for key, dim in _conv_outputs(prefix)]
+
+
 def _halves(c, full):
     """The channels a CSP block of hidden width c uses out of the concatenation of two halves `full` wide each."""
     return [*range(c), *range(full, full + c)]
@@ -193,6 +205,11 @@ class ElasticModule(nn.Module):
         """[(state-dict key, dim)] of the tensors indexed by this module's output channels (reordered together by
         `channel_order`)."""
         return _conv_outputs(f"{self.output_conv}." if self.output_conv else "")
+
+    def hidden_groups(self):
+        """The channels inside the module that narrower choices take a leading slice of (see `_hidden`), sorted by
+        importance by `channel_order` before those choices start training."""
+        return []
 
     def space_entry(self):
         """This module's choices as plain data: {'module', 'depth', 'per_block': {...}, 'per_unit': {...}}."""
@@ -334,6 +351,23 @@ class ElasticMBConvStage(ElasticModule):
         out = [key for i in range(len(self.blocks)) for key in _conv_outputs(f"blocks.{i}.project.")]
         return out + [(f"blocks.{i}.expand.conv.weight", 1) for i in range(1, len(self.blocks))]
 
+    def hidden_groups(self):
+        """Each block's expanded channels: made by expand, filtered by the depthwise conv, gated by SE, read by
+        project."""
+        groups = []
+        for i, block in enumerate(self.blocks):
+            b = f"blocks.{i}."
+            se = [(f"{b}se.fc1.weight", 1, 0), (f"{b}se.fc2.weight", 0, 0), (f"{b}se.fc2.bias", 0, 0)]
+            moves = (
+                conv_output_slices(f"{b}expand.") + conv_output_slices(f"{b}dw.") + (se if block.se is not None else [])
+            )
+            groups.append(
+                hidden_group(
+                    ("expand", "width"), block.expand.conv.out_channels, moves, [(f"{b}project.conv.weight", 1, 0)]
+                )
+            )
+        return groups
+
     def space_entry(self):
         return {
             "module": type(self).__name__,
@@ -454,6 +488,27 @@ class ElasticMBottleneckCSP(ElasticModule):
 
     def input_weights(self):
         return [["cv1.conv.weight"]]
+
+    def hidden_groups(self):
+        """cv1's output (read by the first bottleneck and cv2), each bottleneck's inner channels, the bottlenecks'
+        outputs (one order: any of them can be the last, read by the first half of bn and cv3) and cv2's output (the
+        second half)."""
+        c, n, w = self.c_, len(self.m), ("width",)
+        chain_moves = [key for i in range(n) for key in conv_output_slices(f"m.{i}.cv2.")]
+        return [
+            hidden_group(w, c, conv_output_slices("cv1."), [("m.0.cv1.conv.weight", 1, 0), ("cv2.weight", 1, 0)]),
+            *(
+                hidden_group(w, c, conv_output_slices(f"m.{i}.cv1."), [(f"m.{i}.cv2.conv.weight", 1, 0)])
+                for i in range(n)
+            ),
+            hidden_group(
+                w,
+                c,
+                chain_moves + [(f"bn.{k}", 0, 0) for k in _BN],
+                [(f"m.{i}.cv1.conv.weight", 1, 0) for i in range(1, n)] + [("cv3.conv.weight", 1, 0)],
+            ),
+            hidden_group(w, c, [("cv2.weight", 0, 0)] + [(f"bn.{k}", 0, c) for k in _BN], [("cv3.conv.weight", 1, c)]),
+        ]
 
     def space_entry(self):
         return {
@@ -616,6 +671,28 @@ class ElasticC2f(ElasticModule):
     def input_weights(self):
         return [["cv1.conv.weight"]]
 
+    def hidden_groups(self):
+        """cv1's two halves and the bottlenecks' outputs (each read by cv2 at its chunk; with shortcuts the second
+        half and every output are one residual stream, one order), and each bottleneck's inner channels."""
+        c, n, w = self.c, len(self.m), ("width",)
+        groups = [hidden_group(w, c, conv_output_slices("cv1."), [("cv2.conv.weight", 1, 0)])]
+        streams = [(conv_output_slices("cv1.", c), [("m.0.cv1.conv.weight", 1, 0), ("cv2.conv.weight", 1, c)])]
+        for i in range(n):
+            reads = [("cv2.conv.weight", 1, (2 + i) * c)] + (
+                [(f"m.{i + 1}.cv1.conv.weight", 1, 0)] if i + 1 < n else []
+            )
+            streams.append((conv_output_slices(f"m.{i}.cv2."), reads))
+        if self.shortcut:
+            streams = [tuple(sum(parts, []) for parts in zip(*streams))]
+        groups += [hidden_group(w, c, moves, reads) for moves, reads in streams]
+        inner = self.m[0].cv1.conv.out_channels
+        return groups + [
+            hidden_group(
+                ("expand", "width"), inner, conv_output_slices(f"m.{i}.cv1."), [(f"m.{i}.cv2.conv.weight", 1, 0)]
+            )
+            for i in range(n)
+        ]
+
     def space_entry(self):
         return {
             "module": type(self).__name__,
@@ -752,6 +829,11 @@ class ElasticSPPF(ElasticLayer):
     def set_input_live(self, live):
         """Follow the live width of the input (set by `supernet.set_arch`)."""
         self.hidden = len(live[0]) // 2
+
+    def hidden_groups(self):
+        """cv1's output, pooled three times (channel-wise) and read by cv2 at each of the four chunks."""
+        reads = [("cv2.conv.weight", 1, j * self.c_) for j in range(4)]
+        return [hidden_group(("width",), self.c_, conv_output_slices("cv1."), reads)]
 
     def _cols(self):
         return [j * self.c_ + i for j in range(4) for i in range(self.hidden)]

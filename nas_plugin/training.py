@@ -164,14 +164,24 @@ def phase_space(space, cfg, phase):
     return restrict(space, elastic)
 
 
-def width_opens(space, cfg, epoch, epochs):
-    """Whether `epoch` starts a phase that samples narrower widths while the phase before it did not."""
+CHANNEL_FIELDS = ("width", "expand")  # choices that keep leading channels: sorted by importance before they open
 
-    def narrows(phase):
-        return any(len(u["per_unit"].get("width", ())) > 1 for _, _, u in units(phase_space(space, cfg, phase)))
+
+def opened_fields(space, cfg, epoch, epochs):
+    """The channel fields (`CHANNEL_FIELDS`) that `epoch` starts sampling narrower while the phase before did not."""
+
+    def narrowed(phase):
+        return {
+            f
+            for _, _, u in units(phase_space(space, cfg, phase))
+            for f in CHANNEL_FIELDS
+            if len({**u["per_unit"], **u["per_block"]}.get(f, ())) > 1
+        }
 
     phase = phase_at(cfg, epoch, epochs)
-    return phase > 0 and epoch == phase_ends(cfg, epochs)[phase - 1] and narrows(phase) and not narrows(phase - 1)
+    if phase == 0 or epoch != phase_ends(cfg, epochs)[phase - 1]:
+        return set()
+    return narrowed(phase) - narrowed(phase - 1)
 
 
 def sample(space, cfg, seed, epoch, batch_index, batches_per_epoch, epochs=1):
@@ -388,7 +398,8 @@ def load_init(model, path, source="the model YAML"):
 
 
 def on_train_epoch_start(trainer):
-    """Reset the epoch's logs; when narrower widths start training, sort channels by importance first."""
+    """Reset the epoch's logs; when narrower widths or expand ratios start training, sort channels by importance
+    first."""
     from ultralytics.utils import LOGGER
 
     t = TrainerView(trainer)
@@ -396,11 +407,20 @@ def on_train_epoch_start(trainer):
         return
     t.state.batch_index, t.state.epoch = 0, t.epoch
     t.state.losses, t.state.subnets = {}, []
-    if width_opens(t.state.space, t.state.cfg, t.epoch, t.epochs):
+    opened = opened_fields(t.state.space, t.state.cfg, t.epoch, t.epochs)
+    if "width" in opened:
         orders = channel_order.output_order(t.model)
         channel_order.apply_order(t.model, orders, t.optimizer)
         channel_order.apply_order(t.ema, orders)
         LOGGER.info(f"nas: output channels of {len(orders)} layers with width choices sorted by importance (L1)")
+    hidden = channel_order.hidden_order(t.model, opened)
+    if hidden:
+        channel_order.apply_hidden_order(t.model, hidden, t.optimizer)
+        channel_order.apply_hidden_order(t.ema, hidden)
+        LOGGER.info(
+            f"nas: {len(hidden)} groups of hidden channels that {' and '.join(sorted(opened))} narrow sorted by "
+            "importance (L1)"
+        )
 
 
 def on_train_batch_start(trainer):

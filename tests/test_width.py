@@ -12,13 +12,13 @@ from helpers import CSP_SUPERNET_FILE, randomize_bn, yolo
 from nas_plugin import lut as L
 from nas_plugin import space as S
 from nas_plugin.backends import get_backend
-from nas_plugin.channel_order import apply_order, output_order
+from nas_plugin.channel_order import apply_hidden_order, apply_order, hidden_order, output_order
 from nas_plugin.channels import live_indices
 from nas_plugin.errors import NASError
 from nas_plugin.extract import extract, save_subnet
 from nas_plugin.lut_build import build_lut
 from nas_plugin.supernet import fingerprint, load_supernet, model_graph, named_archs, set_arch, space_from_model
-from nas_plugin.training import width_opens
+from nas_plugin.training import CHANNEL_FIELDS, opened_fields
 
 TINY_WIDTH = """
 nc: 2
@@ -259,11 +259,15 @@ def test_subnets_of_several_widths_train_in_one_backward_pass(csp_n):
     set_arch(model, S.max_arch(space))
 
 
-@pytest.mark.parametrize("yaml_name, layers", [("yolov8n-csp-supernet.yaml", 16), ("yolov8n-mbconv-supernet.yaml", 13)])
-def test_sorting_channels_by_importance_keeps_what_the_full_network_computes(yaml_name, layers):
+@pytest.mark.parametrize(
+    "yaml_name, layers, groups", [("yolov8n-csp-supernet.yaml", 16, 55), ("yolov8n-mbconv-supernet.yaml", 13, 57)]
+)
+def test_sorting_channels_by_importance_keeps_what_the_full_network_computes(yaml_name, layers, groups):
     """Each width layer's outputs go most important first (L1 of the weights reading them, across Concat), and its
     readers' columns and the optimizer's momentum move with them (inside an MBConv stage too: every block's
-    projection and the later blocks' inputs): the largest subnet computes the same."""
+    projection and the later blocks' inputs), then the hidden channels inside every block (C2f and MBottleneckCSP
+    halves and bottlenecks, MBConv expansions with SE, SPPF, the head's branches): the largest subnet computes the
+    same."""
     model = load_supernet(CSP_SUPERNET_FILE.with_name(yaml_name)).eval()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -280,18 +284,30 @@ def test_sorting_channels_by_importance_keeps_what_the_full_network_computes(yam
     orders = output_order(model)
     assert len(orders) == layers and any((perm != torch.arange(len(perm))).any() for perm in orders.values())
     apply_order(model, orders, optimizer)
+    hidden = hidden_order(model, CHANNEL_FIELDS)
+    assert len(hidden) == groups and all((perm != torch.arange(len(perm))).any() for perm in hidden.values())
+    apply_hidden_order(model, hidden, optimizer)
     with torch.no_grad():
         after = model(x)
     torch.testing.assert_close(after[0], before[0], atol=1e-4, rtol=1e-5)
     assert all((perm == torch.arange(len(perm))).all() for perm in output_order(model).values())  # now in order
+    assert all((perm == torch.arange(len(perm))).all() for perm in hidden_order(model, CHANNEL_FIELDS).values())
     assert all(torch.equal(optimizer.state[p]["momentum_buffer"], p) for p in model.parameters())
 
 
 def test_channels_are_sorted_when_narrower_widths_start_training():
     cfg = {"phases": [["max", 0.4], ["all", 0.6]]}
     space = {"backbone": [{"layer": 0, "depth": [1], "per_unit": {"width": [0.5, 1.0]}, "per_block": {}}], "head": []}
-    assert [e for e in range(10) if width_opens(space, cfg, e, 10)] == [4]
-    assert not any(width_opens(space, {"phases": [["all", 1.0]]}, e, 10) for e in range(10))  # no warm-up: unsorted
+    assert {e: opened_fields(space, cfg, e, 10) for e in range(10) if opened_fields(space, cfg, e, 10)} == {
+        4: {"width"}
+    }
+    assert not any(opened_fields(space, {"phases": [["all", 1.0]]}, e, 10) for e in range(10))  # no warm-up: unsorted
+    space["backbone"][0]["per_unit"]["expand"] = [0.5, 1.0]  # expand opens first, width last: each sorted as it opens
+    cfg = {"phases": [["max", 0.4], ["expand", 0.2], ["all", 0.4]]}
+    assert {e: opened_fields(space, cfg, e, 10) for e in range(10) if opened_fields(space, cfg, e, 10)} == {
+        4: {"expand"},
+        6: {"width"},
+    }
 
 
 def test_yolo_train_sorts_channels_when_widths_open_and_trains_narrow_subnets(tiny_data, tmp_path):
@@ -303,6 +319,7 @@ def test_yolo_train_sorts_channels_when_widths_open_and_trains_narrow_subnets(ti
     proc = yolo(*args, "device=cpu", "plots=False", f"project={tmp_path}", "name=w", cwd=tmp_path)
     assert proc.returncode == 0, proc.output
     assert "nas: output channels of 16 layers with width choices sorted by importance" in proc.output
+    assert "groups of hidden channels that expand and width narrow sorted by importance" in proc.output
     rows = (tmp_path / "w" / "nas_subnets.csv").read_text().splitlines()[1:]
     assert {r.split(",")[2] for r in rows if r.startswith("1,")} == {"max"}
     assert {r.split(",")[2] for r in rows if r.startswith("2,")} - {"max"}  # narrower subnets after the warm-up
