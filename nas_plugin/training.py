@@ -168,7 +168,8 @@ CHANNEL_FIELDS = ("width", "expand")  # choices that keep leading channels: sort
 
 
 def opened_fields(space, cfg, epoch, epochs):
-    """The channel fields (`CHANNEL_FIELDS`) that `epoch` starts sampling narrower while the phase before did not."""
+    """The channel fields (`CHANNEL_FIELDS`) that `epoch` samples narrower while the epoch before did not (phases
+    rounded to no epochs open with the next)."""
 
     def narrowed(phase):
         return {
@@ -178,10 +179,7 @@ def opened_fields(space, cfg, epoch, epochs):
             if len({**u["per_unit"], **u["per_block"]}.get(f, ())) > 1
         }
 
-    phase = phase_at(cfg, epoch, epochs)
-    if phase == 0 or epoch != phase_ends(cfg, epochs)[phase - 1]:
-        return set()
-    return narrowed(phase) - narrowed(phase - 1)
+    return narrowed(phase_at(cfg, epoch, epochs)) - narrowed(phase_at(cfg, epoch - 1, epochs)) if epoch else set()
 
 
 def sample(space, cfg, seed, epoch, batch_index, batches_per_epoch, epochs=1):

@@ -308,13 +308,18 @@ def test_channels_are_sorted_when_narrower_widths_start_training():
         4: {"expand"},
         6: {"width"},
     }
+    cfg = {"phases": [["max", 0.4], ["expand", 0.05], ["all", 0.55]]}  # expand rounds to no epochs: opens with width
+    assert {e: opened_fields(space, cfg, e, 2) for e in range(2) if opened_fields(space, cfg, e, 2)} == {
+        1: {"expand", "width"}
+    }
 
 
 def test_yolo_train_sorts_channels_when_widths_open_and_trains_narrow_subnets(tiny_data, tmp_path):
-    """The stock `yolo train` on the CSP supernet: warm-up on the largest, then channels sorted and every width
-    sampled; the best.pt it writes extracts its smallest subnet."""
+    """The stock `yolo train` on the CSP supernet with its shipped recipe: warm-up on the largest, then (the other
+    phases round to no epochs in 2) channels sorted and every width sampled; the best.pt it writes extracts its
+    smallest subnet."""
     cfg = tmp_path / "yolov8n-csp-supernet.yaml"
-    cfg.write_text(CSP_SUPERNET_FILE.read_text().replace("nc: 80", "nas:\n  phases: [[max, 0.5], [all, 0.5]]\nnc: 80"))
+    cfg.write_text(CSP_SUPERNET_FILE.read_text())
     args = ["train", f"model={cfg}", f"data={tiny_data}", "epochs=2", "imgsz=64", "batch=4", "workers=0"]
     proc = yolo(*args, "device=cpu", "plots=False", f"project={tmp_path}", "name=w", cwd=tmp_path)
     assert proc.returncode == 0, proc.output
