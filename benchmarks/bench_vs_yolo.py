@@ -268,16 +268,21 @@ def plot(rows, path, title):
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 5))
+    labelled = []
     for r in rows:
         colour = "tab:blue" if r["model"].startswith("searched") else "tab:grey"
-        ax.errorbar(r["latency_vs_yolov8n"], r["map50_95"], yerr=r["seed_spread"] / 2, fmt="o", color=colour, capsize=3)
+        x, y = r["latency_vs_yolov8n"], r["map50_95"]
+        ax.errorbar(x, y, yerr=r["seed_spread"] / 2, fmt="o", color=colour, capsize=3)
+        # a point next to one already labelled (YOLOv8n (b) beside YOLOv8n 90 ep) takes its label below, not on top
+        crowded = sum(abs(x - px) < 0.05 and abs(y - py) < 0.03 for px, py in labelled)
         ax.annotate(
             f"{r['model']} ({r['epochs']} ep)",
-            (r["latency_vs_yolov8n"], r["map50_95"]),
+            (x, y),
             textcoords="offset points",
-            xytext=(4, 4),
+            xytext=(4, 4 - 12 * crowded),
             fontsize=8,
         )
+        labelled.append((x, y))
     ax.axvline(1.0, color="tab:grey", ls="--", lw=0.8)
     ax.set(
         xlabel="latency / YOLOv8n's (interleaved rounds)",
