@@ -93,9 +93,12 @@ class History:
 
 
 def csv_text(rows):
-    """Rows as CSV with the history columns; floats keep every digit (csv writes repr), so resume reads them exactly."""
+    """Rows as CSV with the history columns (and any the rows add, e.g. the timed front's `measured_ms`); floats keep
+    every digit (csv writes repr), so resume reads them exactly."""
+    rows = list(rows)
+    extra = [k for k in (rows[0] if rows else {}) if k not in COLUMNS]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, COLUMNS)
+    writer = csv.DictWriter(buf, COLUMNS + tuple(extra))
     writer.writeheader()
     for row in rows:
         writer.writerow({**row, "arch": json.dumps(row["arch"], separators=(",", ":"))})
@@ -193,6 +196,17 @@ def run_search(
     return all_rows, non_dominated([r for r in all_rows if r["feasible"]], objective)
 
 
+def pick_best(front, objective, latency_budget=None):
+    """(row, met): the most accurate front member; once the front is timed whole (rows with `measured_ms`), the most
+    accurate whose measured latency meets `latency_budget`, or, if none does, the fastest measured with met False."""
+    if latency_budget is None or "measured_ms" not in front[0]:
+        return max(front, key=lambda r: r[objective]), True
+    within = [r for r in front if r["measured_ms"] <= latency_budget]
+    if within:
+        return max(within, key=lambda r: r[objective]), True
+    return min(front, key=lambda r: r["measured_ms"]), False
+
+
 def write_outputs(out, history, front, objective, budgets, marks):
     """history.csv, pareto.csv, pareto.json and pareto.png for the subnets evaluated so far."""
     history.save()
@@ -217,6 +231,15 @@ def plot_front(rows, front, objective, budgets, marks, path):
         ms=4,
         label="Pareto front",
     )
+    if front and "measured_ms" in front[0]:
+        ax.scatter(
+            [r["measured_ms"] for r in front],
+            [r[objective] for r in front],
+            marker="x",
+            color="tab:red",
+            s=20,
+            label="front, timed whole",
+        )
     by_key = {arch_key(r["arch"]): r for r in rows}
     for name, arch in marks.items():
         r = by_key.get(arch_key(arch))

@@ -3,12 +3,13 @@
 
     python tools/search.py --weights SUPERNET.pt --data DATA.yaml --lut LUT.json [--latency-budget MS]
         [--population 50] [--generations 20] [--seed 0] [--objective map50_95|map50] [--calib-batches N]
-        [--val-images N] [--latency lut|measure] [--params-budget M] [--gflops-budget G]
+        [--val-images N] [--latency lut|measure] [--no-measure-front] [--params-budget M] [--gflops-budget G]
         [--workers N] [--ray auto|HOST:PORT [--ray-cpus-per-worker C] [--ray-gpus-per-worker G]] --out DIR [--resume]
 
 Writes DIR/history.csv (every evaluated subnet), DIR/pareto.csv|json|png (the front), and for every front member
-DIR/front/<i>/ plus DIR/best/ (the most accurate subnet within the budgets): arch.json, model.yaml, model.pt, which
-work with stock `yolo val/predict/export/train`. --resume continues a killed search.
+DIR/front/<i>/ plus DIR/best/ (the most accurate subnet within the budgets, its latency timed whole unless
+--no-measure-front): arch.json, model.yaml, model.pt, which work with stock `yolo val/predict/export/train`.
+--resume continues a killed search.
 """
 
 import argparse
@@ -43,6 +44,12 @@ def main(argv=None):
     )
     p.add_argument(
         "--latency", default=LATENCY_MODES[0], help="lut (default: predicted) or measure (whole subnets timed)"
+    )
+    p.add_argument(
+        "--measure-front",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time the front's subnets whole, pick best/ by measured latency (default; --no-measure-front: by table)",
     )
     p.add_argument("--device", default="cpu", help="device for accuracy evaluation")
     p.add_argument(
