@@ -16,7 +16,8 @@ trained alone) and:
    supernet's space contains YOLOv8n (the CSP supernet's `archs:`), also that subnet fine-tuned like (b), which
    separates what the supernet's training gives from what the search's choice gives;
 4. exports every trained model the same way (fused, ONNX, OpenVINO CPU f32, batch 1) and times it against YOLOv8n
-   in interleaved rounds in one run.
+   in interleaved rounds in one run, and warns if the stock models' ratios disagree with step 1's (a busy machine:
+   re-run the same command to re-time).
 Prints mean mAP50-95 with its seed spread, latency vs YOLOv8n, epochs and CPU minutes per row; writes
 benchmarks/results/vs_yolo_<name>.json and .png. Finished trainings and searches are reused.
 """
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 YOLO = str(Path(sys.executable).with_name("yolo"))
 STOCK = {"YOLOv8n": "yolov8n.yaml", "YOLO11n": "yolo11n.yaml", "YOLO26n": "yolo26n.yaml"}
+TIMINGS_AGREE = 0.10  # idle runs agree within 9 %; every disturbed final timing seen moved a stock ratio by 11-23 %
 
 
 def stock_model(cfg, nc):
@@ -244,6 +246,18 @@ def main(argv=None):
             f"{r['model']:>16} {r['epochs']:>6} {r['cpu_min']:>7.1f} {r['params_M']:>8.2f} "
             f"{r['map50_95']:>9.4f} {r['seed_spread']:>7.4f} {r['latency_vs_yolov8n']:>9.2f}  {r['trained']}"
         )
+    # the stock models are timed twice (start: against the table's reference; end: against YOLOv8n): where their ratios
+    # disagree, something loaded the machine during one of them, and every ratio of the final table is suspect
+    start = {k: v / stock_ms["YOLOv8n"] for k, v in stock_ms.items()}
+    final = {r["model"]: r["latency_vs_yolov8n"] for r in table if r["model"] in start}
+    moved = max(abs(final[k] / start[k] - 1) for k in final)
+    if moved > TIMINGS_AGREE:
+        print(
+            f"WARNING: the stock models' latency ratios moved by up to {moved:.0%} between the start "
+            f"({', '.join(f'{k} {v:.2f}x' for k, v in start.items())}) and the final timing "
+            f"({', '.join(f'{k} {v:.2f}x' for k, v in final.items())}): the machine was busy; run the same command "
+            "again on an idle machine to re-time (finished searches and trainings are reused)."
+        )
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {backend.info['device_name']}",
@@ -255,6 +269,7 @@ def main(argv=None):
         "supernet_epochs": supernet_epochs,
         "supernet_cpu_min": supernet_min,
         "rows": table,
+        "timing_check": {"start_vs_yolov8n": start, "final_vs_yolov8n": final, "agree": moved <= TIMINGS_AGREE},
     }
     out = Path(args.results)
     write_json(out / f"vs_yolo_{args.name}.json", result)

@@ -21,7 +21,7 @@ from .errors import NASError
 from .files import write_json
 from .integration import export_ready
 from .lut import FORMAT, META_KEYS, all_keys, load_lut, raw_sums
-from .space import max_arch, min_arch, random_arch
+from .space import max_arch, min_arch, sized_arch
 from .supernet import elastic_layers, fingerprint, layer_shapes, model_graph, space_from_model
 from .timing import (
     REFERENCE_REPEATS,
@@ -146,9 +146,11 @@ def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnet
         if "params" not in entry:
             entry["params"] = _params(entry_module(supernet, *keys[key], shapes)[0])
     if calib_subnets and lut["calibration"] is None:
-        # max and min anchor the fit over the whole range; random seeds never overlap the validation's
+        # max and min anchor the fit, and sizes spread evenly between them cover the ends of the range that uniform
+        # archs miss (bench_lut_calibration.py); seeds never
+        # overlap the validation's
         archs = [max_arch(space), min_arch(space)] + [
-            random_arch(space, seed=seed + 10_000 + i) for i in range(calib_subnets)
+            sized_arch(space, (i + 0.5) / calib_subnets, seed=seed + 10_000 + i) for i in range(calib_subnets)
         ]
         measured = [s["median_us"] for s in measure_subnets(supernet, archs, lut, backend, desc="calibration subnets")]
         raw = [raw_sums(lut, space, a) for a in archs]

@@ -173,7 +173,7 @@ def run_search_job(
     (None: all) and the front re-scored on all; latency is the table's prediction (`latency="lut"`) or whole subnets
     timed (`"measure"`). With the table, `measure_front` times the front's subnets whole on its backend (its units,
     interleaved with its reference) and `best/` is the most accurate whose measured latency meets the budget: the
-    table underpredicted some picks by up to 19 %. `workers` processes evaluate each generation (None:
+    table's error on single subnets reached 13 % in the demo. `workers` processes evaluate each generation (None:
     `default_workers(device)`); the results do not depend on it. `ray` ('auto' or HOST:PORT) evaluates on the actors
     of a running Ray cluster instead, one per `ray_gpus_per_worker` GPUs (when > 0) or `ray_cpus_per_worker` CPUs, at
     most `workers` when given.

@@ -111,6 +111,25 @@ def random_arch(space, seed=None, rng=None):
     return _arch(space, rng.choice)
 
 
+def sized_arch(space, size, seed=None):
+    """A random arch of about relative `size` in [0, 1]: each gene takes its smallest choice with probability
+    1 - 2 x size, its largest with 2 x size - 1, else a uniform one (0: `min_arch`, 0.5: `random_arch`, 1: `max_arch`).
+    Uniform archs crowd the middle of the latency range; sizes spread evenly cover its ends too."""
+    if not 0 <= size <= 1:
+        raise NASError(f"size must be in [0, 1], got {size!r}.")
+    rng = random.Random(seed)
+
+    def choose(choices):
+        u = rng.random()
+        if u < 1 - 2 * size:
+            return choices[0]
+        if u < 1 - 2 * (1 - size):  # only for size > 0.5: 1 - 2 x (1 - size) = 2 x size - 1
+            return choices[-1]
+        return rng.choice(choices)
+
+    return _arch(space, choose)
+
+
 def restrict(space, elastic):
     """The sub-space in which only the (section, field) pairs in `elastic` keep their choices; others are fixed to
     their largest (e.g. the kernel-only phase of progressive shrinking)."""

@@ -52,6 +52,23 @@ def test_random_is_seeded(space):
     assert len({S.arch_key(S.random_arch(space, seed=s)) for s in range(20)}) == 20
 
 
+def test_sized_archs_run_from_min_to_max_and_spread_between(space):
+    """Calibration subnets spread by size: 0 and 1 are min and max, and the genes' mean choice index rises with size
+    (uniform archs all sit near the middle)."""
+    assert S.sized_arch(space, 0.0, seed=3) == S.min_arch(space)
+    assert S.sized_arch(space, 1.0, seed=3) == S.max_arch(space)
+    assert S.sized_arch(space, 0.3, seed=5) == S.sized_arch(space, 0.3, seed=5)
+
+    def mean_index(arch):
+        x, ub = S.encode(space, arch), S.bounds(space)
+        return sum(v / u for v, u in zip(x, ub) if u) / sum(1 for u in ub if u)
+
+    means = [sum(mean_index(S.sized_arch(space, q, seed=i)) for i in range(10)) / 10 for q in (0.1, 0.3, 0.5, 0.7, 0.9)]
+    assert means == sorted(means) and means[0] < 0.2 and means[-1] > 0.8
+    with pytest.raises(NASError, match=r"size must be in \[0, 1\], got 1.5"):
+        S.sized_arch(space, 1.5)
+
+
 def test_encoding_round_trips_within_bounds(space):
     ub = S.bounds(space)
     # per unit: depth, width, per-unit and per-block genes (stem, 5 stages, SPPF; 4 CSP blocks, 2 convs)

@@ -6,11 +6,11 @@
         --out LUT.json [--resume]
 
 Measures every distinct block choice x input shape of the supernet at that image size plus its fixed layers, each
-exported to ONNX (simplified with onnxslim), then times --calib-subnets whole random subnets to fit the correction
-of per-block sums: call overhead, cross-block fusion, and weights a whole model reads afresh where a block timed alone
-keeps them in cache. All timings are relative to a reference subnet
-timed in the same rounds, which cancels the drift in machine speed between entries, builds and validations. The table is
-saved after every entry; --resume continues an interrupted build.
+exported to ONNX (simplified with onnxslim), then times max, min and --calib-subnets whole subnets spread by size
+to fit the correction of per-block sums: call overhead, cross-block fusion, and weights a whole model reads afresh
+where a block timed alone keeps them in cache. All timings are relative to a reference subnet timed in the same
+rounds, which cancels the drift in machine speed between entries, builds and validations. The table is saved after
+every entry; --resume continues an interrupted build.
 """
 
 import argparse
