@@ -251,10 +251,14 @@ def run_search_job(
         models[arch_key(r["arch"])] = model = evaluator.static(r["arch"])
         if evaluator.on_subset:  # ranked on a subset: the front's reported accuracy is on the whole val split
             r["map50"], r["map50_95"] = evaluator.validate(model, data)
+
+    def rewrite_outputs(front):  # pareto.* once the front's rows change after the search
+        marks = {"max": max_arch(space), "min": min_arch(space)}
+        write_outputs(out, History(out / "history.csv").load(), front, objective, budgets, marks)
+
     if evaluator.on_subset:
         front = non_dominated(front, objective)
-        history = History(out / "history.csv").load()
-        write_outputs(out, history, front, objective, budgets, {"max": max_arch(space), "min": min_arch(space)})
+        rewrite_outputs(front)
     shutil.rmtree(out / "front", ignore_errors=True)
     shutil.rmtree(out / "best", ignore_errors=True)
     train_args = {"imgsz": imgsz, "data": str(data)}
@@ -271,8 +275,7 @@ def run_search_job(
         )
     if measure_front and latency == "lut":
         front = timed_front(supernet, front, models, table)
-        marks = {"max": max_arch(space), "min": min_arch(space)}
-        write_outputs(out, History(out / "history.csv").load(), front, objective, budgets, marks)
+        rewrite_outputs(front)
     best, met = pick_best(front, objective, budgets.get("latency_ms"))
     if not met:
         LOGGER.warning(
