@@ -147,8 +147,7 @@ def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnet
             entry["params"] = _params(entry_module(supernet, *keys[key], shapes)[0])
     if calib_subnets and lut["calibration"] is None:
         # max and min anchor the fit, and sizes spread evenly between them cover the ends of the range that uniform
-        # archs miss (bench_lut_calibration.py); seeds never
-        # overlap the validation's
+        # archs miss (bench_lut_calibration.py); seeds never overlap the validation's
         archs = [max_arch(space), min_arch(space)] + [
             sized_arch(space, (i + 0.5) / calib_subnets, seed=seed + 10_000 + i) for i in range(calib_subnets)
         ]
