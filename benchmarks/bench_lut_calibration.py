@@ -14,7 +14,6 @@ writes benchmarks/results/lut_calibration.json.
 
 import argparse
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ def main(argv=None):
     from nas_plugin.files import write_json
     from nas_plugin.lut import calibrated_us, load_lut, raw_sums
     from nas_plugin.lut_build import fit_calibration
+    from nas_plugin.lut_report import error_summary
     from nas_plugin.space import arch_key, max_arch, min_arch, random_arch, sized_arch
     from nas_plugin.supernet import fingerprint, load_supernet, named_archs, space_from_model
     from nas_plugin.timing import backend_for, measure_subnets
@@ -82,13 +82,7 @@ def main(argv=None):
             errors = [r[fit] for r in group]
             if not errors:
                 continue
-            s = {
-                "n": len(errors),
-                "mean_error": statistics.mean(errors),
-                "mape": statistics.mean(abs(e) for e in errors),
-                "worst": max(errors, key=abs),
-                "within_10pct": sum(abs(e) <= 0.10 for e in errors) / len(errors),
-            }
+            s = error_summary(errors)
             summary.setdefault(part, {})[fit] = s
             print(
                 f"{part:>14} {fit:>12} {s['n']:>3} {s['mean_error']:>+10.1%} {s['mape']:>7.1%} {s['worst']:>+7.1%} "

@@ -12,9 +12,9 @@ trained alone) and:
 2. runs `tools/search.py` under each budget;
 3. trains, once per seed, with the same hyperparameters: YOLOv8n, YOLO11n and YOLO26n from scratch for `--epochs`;
    each search's best subnet (a) from scratch from its model.yaml for `--epochs` and (b) fine-tuned from its inherited
-   weights for `--epochs`; and YOLOv8n for the supernet's epochs + `--epochs`, the total (b) received; when the
-   supernet's space contains YOLOv8n (the CSP supernet's `archs:`), also that subnet fine-tuned like (b), which
-   separates what the supernet's training gives from what the search's choice gives;
+   weights for `--epochs`; and the stock models again for the supernet's epochs + `--epochs`, the total (b) received
+   (equal training); when the supernet's space contains YOLOv8n (the CSP supernet's `archs:`), also that subnet
+   fine-tuned like (b), which separates what the supernet's training gives from what the search's choice gives;
 4. exports every trained model the same way (fused, ONNX, OpenVINO CPU f32, batch 1) and times it against YOLOv8n
    in interleaved rounds in one run, and warns if the stock models' ratios disagree with step 1's (a busy machine:
    re-run the same command to re-time).
@@ -183,14 +183,17 @@ def main(argv=None):
             if inherited_v8n.is_dir()
             else {}
         ),
-        f"YOLOv8n {total} ep": (
-            f"stock, from scratch, {total} epochs (as (b) in all)",
-            total,
-            "standalone",
-            f"yolov8n_{total}ep",
-            "yolov8n.yaml",
-            {"epochs": total},
-        ),
+        **{
+            f"{name} {total} ep": (
+                f"stock, from scratch, {total} epochs (as (b) in all)",
+                total,
+                "standalone",
+                f"{name.lower()}_{total}ep",
+                cfg,
+                {"epochs": total},
+            )
+            for name, cfg in STOCK.items()
+        },
     }
     runs, dirs = {}, {}
     for name, (_, _, folder, stem, model, extra) in rows.items():

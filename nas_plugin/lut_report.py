@@ -1,5 +1,6 @@
 """Validation of a latency table against whole subnets measured end to end (tools/validate_lut.py)."""
 
+import statistics
 from pathlib import Path
 
 from .files import pyplot, save_figure, write_json
@@ -7,6 +8,18 @@ from .lut import predict_us
 from .space import max_arch, min_arch, random_arch
 from .supernet import space_from_model
 from .timing import backend_for, measure_subnets
+
+
+def error_summary(errors):
+    """Count, signed mean (the table's bias), MAPE, worst and share within ±10 % of relative errors
+    (predicted / measured - 1)."""
+    return {
+        "n": len(errors),
+        "mean_error": statistics.mean(errors),
+        "mape": statistics.mean(abs(e) for e in errors),
+        "worst": max(errors, key=abs),
+        "within_10pct": sum(abs(e) <= 0.10 for e in errors) / len(errors),
+    }
 
 
 def validate_lut(supernet, lut, samples=50, seed=0, rounds=30, out_dir=None):
@@ -32,7 +45,7 @@ def validate_lut(supernet, lut, samples=50, seed=0, rounds=30, out_dir=None):
                 "error": pred / st["median_us"] - 1,
             }
         )
-    errors = [abs(r["error"]) for r in rows]
+    summary = error_summary([r["error"] for r in rows])
     report = {
         "lut": {
             k: m[k]
@@ -49,8 +62,7 @@ def validate_lut(supernet, lut, samples=50, seed=0, rounds=30, out_dir=None):
             )
         },
         "subnets": len(rows),
-        "within_10pct": sum(e <= 0.10 for e in errors) / len(rows),
-        "mape": sum(errors) / len(rows),
+        **{k: summary[k] for k in ("within_10pct", "mape", "mean_error")},
         "spearman": float(spearmanr([r["predicted_us"] for r in rows], [r["measured_us"] for r in rows]).statistic),
         "worst": [
             {k: r[k] for k in ("name", "predicted_us", "measured_us", "error")}

@@ -13,7 +13,7 @@ from nas_plugin.backends import get_backend
 from nas_plugin.errors import NASError
 from nas_plugin.extract import extract
 from nas_plugin.lut_build import build_lut
-from nas_plugin.lut_report import validate_lut
+from nas_plugin.lut_report import error_summary, validate_lut
 from nas_plugin.supernet import fingerprint, load_supernet, space_from_model
 from nas_plugin.timing import export_onnx
 
@@ -208,6 +208,12 @@ def test_validation_report(tiny, tiny_lut, tmp_path):
     assert all(row["measured_us"] > 0 and row["predicted_us"] > 0 for row in r["rows"])
     assert json.loads((tmp_path / "lut_validation.json").read_text())["subnets"] == 5
     assert (tmp_path / "lut_validation.png").read_bytes()[:4] == b"\x89PNG"
+    assert r["mean_error"] == pytest.approx(sum(row["error"] for row in r["rows"]) / 5)
+
+
+def test_error_summary():
+    s = error_summary([0.05, -0.2, 0.0, 0.1])
+    assert s == pytest.approx({"n": 4, "mean_error": -0.0125, "mape": 0.0875, "worst": -0.2, "within_10pct": 0.75})
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,10 @@ def main(argv=None):
         f"\n{r['subnets']} subnets on {r['lut']['backend']} {r['lut']['device']} ({r['lut']['device_name']}), "
         f"{r['lut']['precision']}, imgsz {r['lut']['imgsz']}:"
     )
-    print(f"  within ±10%: {r['within_10pct']:.1%}   MAPE: {r['mape']:.2%}   Spearman: {r['spearman']:.4f}")
+    print(
+        f"  within ±10%: {r['within_10pct']:.1%}   MAPE: {r['mape']:.2%}   bias: {r['mean_error']:+.2%}   "
+        f"Spearman: {r['spearman']:.4f}"
+    )
     print(
         "  worst: "
         + "; ".join(
