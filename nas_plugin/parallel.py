@@ -9,6 +9,9 @@ killed) takes its subnet with it: the pool is restarted and the unfinished subne
 
 import concurrent.futures as cf
 import multiprocessing
+import os
+import threading
+import time
 
 from .errors import NASError
 
@@ -17,10 +20,19 @@ RESTARTS = 2  # pool restarts per generation before the search gives up
 _evaluator = None  # in a worker process: its AccuracyEvaluator, built once by _start
 
 
+def _exit_with(parent):
+    """Stop this worker once `parent` is gone: a search killed outright (SIGTERM, SIGKILL, out of memory) runs no
+    clean-up, and its workers, waiting on a queue whose write end they hold themselves, would otherwise live on."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
+
+
 def _start(supernet, threads, evaluator_args):
     global _evaluator
     from .evaluation import process_evaluator
 
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
     _evaluator = process_evaluator(supernet, threads, **evaluator_args)
 
 

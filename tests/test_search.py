@@ -379,6 +379,40 @@ def test_a_dead_worker_is_replaced_and_its_subnets_scored_again(tiny_search_inpu
     assert warnings and warnings[0].startswith("a search worker died; restarting 2 workers")
 
 
+def test_workers_stop_when_the_search_is_killed(tiny_search_inputs, tiny_data, tmp_path):
+    """A search killed outright (SIGKILL: no clean-up runs) leaves no worker processes behind."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    yaml_path, _ = tiny_search_inputs
+    script = f"""
+import os, random, time
+from nas_plugin import space as S
+from nas_plugin.parallel import WorkerPool
+from nas_plugin.supernet import load_supernet, space_from_model
+supernet = load_supernet({str(yaml_path)!r})
+arch = S.random_arch(space_from_model(supernet), rng=random.Random(0))
+pool = WorkerPool(supernet, 2, data={str(tiny_data)!r}, imgsz=64, work_dir={str(tmp_path)!r}, calib_batches=1)
+pool([arch, arch])
+print("ready", flush=True)
+time.sleep(600)
+"""
+    search = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert any(line.strip() == "ready" for line in search.stdout)  # after the validator's own output
+        workers = [p for p in psutil.Process(search.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2
+        search.send_signal(signal.SIGKILL)
+        search.wait()
+        gone, alive = psutil.wait_procs(workers, timeout=15)
+        assert not alive
+    finally:
+        search.kill()
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray instance of 2 CPUs for this module's Ray tests; skipped where Ray is not installed."""
