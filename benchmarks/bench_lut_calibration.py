@@ -58,17 +58,14 @@ def main(argv=None):
     measured = [s["median_us"] for s in stats]
     raw = [raw_sums(lut, space, a) for a in archs]
     k = len(calib["uniform"])
-    fits = {
-        "uniform": fit_calibration(raw[:k], measured[:k]),
-        "by size": fit_calibration(raw[k : 2 * k], measured[k : 2 * k]),
+    fits = {  # in the table's own calibration form
+        fit: dict(zip(("scale", "per_param_us", "offset_us"), fit_calibration(raw[i : i + k], measured[i : i + k])))
+        for fit, i in (("uniform", 0), ("by size", k))
     }
-    rows = []
-    for (name, _), (us, params), m in zip(held, raw[2 * k :], measured[2 * k :]):
-        row = {"name": name, "measured_us": m}
-        for fit, (scale, per_param, offset) in fits.items():
-            cal = {"scale": scale, "per_param_us": per_param, "offset_us": offset}
-            row[fit] = calibrated_us(cal, us, params) / m - 1
-        rows.append(row)
+    rows = [
+        {"name": name, "measured_us": m, **{f: calibrated_us(c, us, params) / m - 1 for f, c in fits.items()}}
+        for (name, _), (us, params), m in zip(held, raw[2 * k :], measured[2 * k :])
+    ]
 
     lo, hi = min(r["measured_us"] for r in rows), max(r["measured_us"] for r in rows)
     thirds = {"fastest third": [], "middle third": [], "slowest third": []}
@@ -98,7 +95,7 @@ def main(argv=None):
             "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
             "lut": args.lut,
             "lut_meta": {k: lut["meta"].get(k) for k in ("backend", "device_name", "precision", "imgsz", "batch")},
-            "fits": {f: dict(zip(("scale", "per_param_us", "offset_us"), v)) for f, v in fits.items()},
+            "fits": fits,
             "summary": summary,
             "rows": rows,
         },

@@ -389,7 +389,7 @@ def test_workers_stop_when_the_search_is_killed(tiny_search_inputs, tiny_data, t
 
     yaml_path, _ = tiny_search_inputs
     script = f"""
-import os, random, time
+import random, time
 from nas_plugin import space as S
 from nas_plugin.parallel import WorkerPool
 from nas_plugin.supernet import load_supernet, space_from_model
