@@ -5,6 +5,7 @@
         [--name NAME] [--preset standard] [--train 400] [--val 100] [--imgsz 160] [--epochs 30]
         [--supernet-epochs 60] [--supernet-seed 0]
         [--k 8] [--seeds 2] [--batch 32] [--jobs 2] [--lut LUT.json] [--work runs/bench_fidelity]
+        [--train-args "optimizer=AdamW lr0=0.002"] [--supernet-only]
 
 1. the built-in dataset at `--preset`; 2. the supernet (`--model` with the `--recipe` as its `nas:` block) trained
 with stock `yolo train` for `--supernet-epochs`; 3. K fixed subnets: the largest, the smallest and K-2 seeded random
@@ -17,6 +18,8 @@ mAP50-95, beside the tau that seed noise alone leaves (Monte Carlo from the repe
 ratio inherited / stand-alone, and the supernet's cost (epochs, CPU minutes); writes
 benchmarks/results/fidelity_<name>.json and .png. Trainings run `--jobs` at a time (Ultralytics trains on one core
 of this machine); finished ones are reused, interrupted ones resumed, so a second recipe only trains its supernet.
+`--train-args` adds stock `yolo train` arguments to every training (their run directories are named after them);
+`--supernet-only` stops after steps 1-2 (what `bench_vs_yolo.py` needs).
 """
 
 import argparse
@@ -117,6 +120,8 @@ def main(argv=None):
     p.add_argument("--lut", help="latency table of the supernet at --imgsz (default: build one with OpenVINO)")
     p.add_argument("--work", default="runs/bench_fidelity")
     p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--train-args", default="", help='yolo train arguments for every training: "key=value ..."')
+    p.add_argument("--supernet-only", action="store_true", help="train the supernet only (no table, no subnets)")
     args = p.parse_args(argv)
 
     import yaml
@@ -127,7 +132,14 @@ def main(argv=None):
     from nas_plugin.files import write_json
     from nas_plugin.integration import read_model_yaml
     from nas_plugin.lut import load_lut
-    from nas_plugin.run_files import final_metrics, run_trainings, train_command, train_seconds
+    from nas_plugin.run_files import (
+        final_metrics,
+        parse_train_args,
+        run_trainings,
+        train_args_tag,
+        train_command,
+        train_seconds,
+    )
     from nas_plugin.supernet import fingerprint, load_supernet, space_from_model
     from nas_plugin.synthetic_data import make_dataset
     from nas_plugin.training import parse_nas_config
@@ -136,6 +148,8 @@ def main(argv=None):
         raise NASError(f"--k must be >= 2 (the largest and the smallest subnet), got {args.k}.")
     recipe = json.loads(args.recipe)
     parse_nas_config(recipe, "--recipe")
+    train_args = parse_train_args(args.train_args)
+    tag = train_args_tag(train_args)
     work = Path(args.work).resolve()
     t0 = time.time()
     data = work / "data" / "data.yaml"
@@ -152,6 +166,20 @@ def main(argv=None):
     )  # keeps the scale letter
     supernet_yaml.parent.mkdir(parents=True, exist_ok=True)
     supernet_yaml.write_text(yaml.safe_dump(model_cfg, sort_keys=False))
+    common = dict(epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=0, device="cpu", plots=False)
+    common.update(train_args)
+    runs = {
+        f"supernet {args.name}": train_command(
+            YOLO,
+            work / args.name / "supernet",
+            supernet_yaml,
+            data,
+            **{**common, "epochs": args.supernet_epochs, "seed": args.supernet_seed},
+        )
+    }
+    if args.supernet_only:
+        run_trainings(runs, args.jobs)
+        return
     untrained = load_supernet(supernet_yaml)
     space = space_from_model(untrained)
 
@@ -181,22 +209,12 @@ def main(argv=None):
         if not (work / "subnets" / name / "model.yaml").is_file():
             save_subnet(untrained, arch, work / "subnets" / name)  # the YAML only depends on the arch
 
-    common = dict(epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=0, device="cpu", plots=False)
-    runs = {
-        f"supernet {args.name}": train_command(
-            YOLO,
-            work / args.name / "supernet",
-            supernet_yaml,
-            data,
-            **{**common, "epochs": args.supernet_epochs, "seed": args.supernet_seed},
-        )
-    }
     repeated = set(args.repeat.split(","))
     for name in [*names, "yolov8n"]:
         model = "yolov8n.yaml" if name == "yolov8n" else work / "subnets" / name / "model.yaml"
         for seed in range(args.seeds if name in repeated else 1):
             runs[f"{name} seed {seed}"] = train_command(
-                YOLO, work / "standalone" / f"{name}_seed{seed}", model, data, **common, seed=seed
+                YOLO, work / "standalone" / f"{name}{tag}_seed{seed}", model, data, **common, seed=seed
             )
     print(f"trainings ({args.jobs} at a time): {', '.join(k for k, v in runs.items() if v)}", flush=True)
     run_trainings(runs, args.jobs)
@@ -212,7 +230,7 @@ def main(argv=None):
     inherited = evaluator([arch for arch, _ in subnets])
     alone = {
         name: [
-            final_metrics(work / "standalone" / f"{name}_seed{s}")[0]
+            final_metrics(work / "standalone" / f"{name}{tag}_seed{s}")[0]
             for s in range(args.seeds if name in repeated else 1)
         ]
         for name in [*names, "yolov8n"]
@@ -245,7 +263,7 @@ def main(argv=None):
     sigma = float(np.sqrt(np.mean([np.var(v, ddof=1) for v in pairs]))) if pairs else None
     ceiling = tau_noise_ceiling(x, sigma) if sigma else None
     supernet_s = train_seconds(work / args.name / "supernet")
-    standalone_s = {name: train_seconds(work / "standalone" / f"{name}_seed0") for name in [*names, "yolov8n"]}
+    standalone_s = {name: train_seconds(work / "standalone" / f"{name}{tag}_seed0") for name in [*names, "yolov8n"]}
 
     print(f"\n{'subnet':>7} {'pred ms':>8} {'params M':>9} {'inherited':>10} {'alone':>8} {'ratio':>6}")
     for r in rows:

@@ -3,7 +3,7 @@
 
     python benchmarks/bench_vs_yolo.py [--work runs/bench_fidelity] [--name recipe] [--lut LUT.json]
         [--budgets 1.0,0.5] [--epochs 30] [--seeds 2] [--batch 32] [--population 30] [--generations 10] [--jobs 2]
-        [--rounds 20]
+        [--rounds 20] [--train-args "optimizer=AdamW lr0=0.002"]
 
 Reads what `bench_fidelity.py --name NAME` left in `--work` (the preset dataset, the trained supernet, stock YOLOv8n
 trained alone) and:
@@ -19,7 +19,9 @@ trained alone) and:
    in interleaved rounds in one run, and warns if the stock models' ratios disagree with step 1's (a busy machine:
    re-run the same command to re-time).
 Prints mean mAP50-95 with its seed spread, latency vs YOLOv8n, epochs and CPU minutes per row; writes
-benchmarks/results/vs_yolo_<name>.json and .png. Finished trainings and searches are reused.
+benchmarks/results/vs_yolo_<name>.json and .png. Finished trainings and searches are reused. `--train-args` adds
+stock `yolo train` arguments to every training here (train the supernet with the same: `bench_fidelity.py
+--train-args ... --supernet-only`); their run directories and result files are named after them.
 """
 
 import argparse
@@ -61,6 +63,7 @@ def main(argv=None):
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--rounds", type=int, default=20, help="interleaved latency rounds")
     p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--train-args", default="", help='yolo train arguments for every training: "key=value ..."')
     args = p.parse_args(argv)
 
     import numpy as np
@@ -72,11 +75,19 @@ def main(argv=None):
     from nas_plugin.extract import save_subnet
     from nas_plugin.files import write_json
     from nas_plugin.lut import load_lut
-    from nas_plugin.run_files import final_metrics, run_trainings, train_command, train_seconds
+    from nas_plugin.run_files import (
+        final_metrics,
+        parse_train_args,
+        run_trainings,
+        train_args_tag,
+        train_command,
+        train_seconds,
+    )
     from nas_plugin.search import CALIB_BATCHES
     from nas_plugin.supernet import fingerprint, load_supernet, named_archs
     from nas_plugin.timing import measure_interleaved, measure_models, model_onnx
 
+    train_args = parse_train_args(args.train_args)
     work = Path(args.work).resolve()
     data = work / "data" / "data.yaml"
     supernet_dir = work / args.name / "supernet"
@@ -142,6 +153,7 @@ def main(argv=None):
         )
 
     common = dict(epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=0, device="cpu", plots=False)
+    common.update(train_args)
     total = supernet_epochs + args.epochs
     searched_rows = {}
     for share, (search, _) in searched.items():
@@ -198,7 +210,7 @@ def main(argv=None):
     runs, dirs = {}, {}
     for name, (_, _, folder, stem, model, extra) in rows.items():
         for seed in range(args.seeds):
-            d = work / folder / f"{stem}_seed{seed}"
+            d = work / folder / f"{stem}{train_args_tag(train_args)}_seed{seed}"
             dirs[name, seed] = d
             runs[f"{name} seed {seed}"] = train_command(YOLO, d, model, data, **{**common, **extra}, seed=seed)
     print(f"trainings ({args.jobs} at a time): {', '.join(k for k, v in runs.items() if v)}", flush=True)
@@ -238,7 +250,7 @@ def main(argv=None):
 
     print(
         f"\nOpenVINO {backend.info['version']} CPU f32 ({backend.info['device_name']}), "
-        f"imgsz {args.imgsz}, batch {args.batch}, {args.seeds} seeds"
+        f"imgsz {args.imgsz}, batch {args.batch}, {args.seeds} seeds{', ' + args.train_args if train_args else ''}"
     )
     print(
         f"{'model':>16} {'epochs':>6} {'CPU min':>7} {'params M':>8} "
@@ -274,10 +286,14 @@ def main(argv=None):
         "rows": table,
         "timing_check": {"start_vs_yolov8n": start, "final_vs_yolov8n": final, "agree": moved <= TIMINGS_AGREE},
     }
-    out = Path(args.results)
-    write_json(out / f"vs_yolo_{args.name}.json", result)
-    plot(table, out / f"vs_yolo_{args.name}.png", f"{args.name}: preset data, imgsz {args.imgsz}, OpenVINO CPU f32")
-    print(f"written {out / f'vs_yolo_{args.name}.json'} and .png")
+    out = Path(args.results) / f"vs_yolo_{args.name}{train_args_tag(train_args)}"  # no suffix: lr0-0.002 has a dot
+    write_json(f"{out}.json", result)
+    plot(
+        table,
+        f"{out}.png",
+        f"{args.name}: preset data, imgsz {args.imgsz}, OpenVINO CPU f32{', ' + args.train_args if train_args else ''}",
+    )
+    print(f"written {out}.json and .png")
 
 
 def plot(rows, path, title):

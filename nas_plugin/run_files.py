@@ -1,6 +1,7 @@
 """Ultralytics training run directories (runs/detect/<name>): is the run finished, how to finish it, what it scored."""
 
 import csv
+import re
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,30 @@ def train_command(yolo, run_dir, model, data, **args):
         return [str(yolo), "train", "resume", f"model={last}"]
     args = {"data": data, **args, "project": run_dir.parent, "name": run_dir.name, "exist_ok": True}
     return [str(yolo), "train", f"model={model}", *(f"{k}={v}" for k, v in args.items())]
+
+
+BENCHMARK_SETS = ("data", "model", "project", "name", "exist_ok", "epochs", "seed", "imgsz", "batch")
+
+
+def parse_train_args(text):
+    """{key: value} from a benchmark's `--train-args "optimizer=AdamW lr0=0.002"`: stock `yolo train` arguments added to
+    every training it runs, except those it sets itself (`BENCHMARK_SETS`)."""
+    from .errors import NASError
+
+    pairs = {}
+    for item in text.split():
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise NASError(f"--train-args takes key=value pairs separated by spaces, got {item!r}.")
+        if key in BENCHMARK_SETS:
+            raise NASError(f"--train-args cannot set {key!r}: the benchmark sets {', '.join(BENCHMARK_SETS)} itself.")
+        pairs[key] = value
+    return pairs
+
+
+def train_args_tag(train_args):
+    """Names the run directories of trainings with extra `train_args`, so runs at other settings are not reused."""
+    return re.sub(r"[^\w.-]", "_", "".join(f"_{k}-{v}" for k, v in train_args.items()))
 
 
 def run_trainings(commands, jobs=2):

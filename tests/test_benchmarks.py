@@ -63,3 +63,8 @@ def test_fidelity_benchmark_runs_end_to_end_and_reuses_finished_trainings(tmp_pa
     assert again.returncode == 0, again.output
     assert "trainings (2 at a time): supernet plain\n" in again.output
     assert json.loads((tmp_path / "results" / "fidelity_plain.json").read_text())["recipe"]["phases"] == [["all", 1.0]]
+
+    fast = run_cli([*args[:-4], "--name", "fast", "--supernet-only", "--train-args", "lr0=0.02"], cwd=tmp_path)
+    assert fast.returncode == 0, fast.output
+    assert "trainings (2 at a time)" not in fast.output and not (tmp_path / "results" / "fidelity_fast.json").exists()
+    assert "lr0: 0.02" in (tmp_path / "work" / "fast" / "supernet" / "args.yaml").read_text()

@@ -483,3 +483,18 @@ def test_train_seconds_adds_up_a_resumed_run(tmp_path):
 
     (tmp_path / "results.csv").write_text("epoch,time\n1,10.0\n2,21.0\n3,9.5\n4,20.0\n")  # resumed before epoch 3
     assert train_seconds(tmp_path) == 41.0
+
+
+def test_benchmark_train_args_are_parsed_named_and_bad_ones_refused():
+    from nas_plugin.run_files import parse_train_args, train_args_tag, train_command
+
+    args = parse_train_args("optimizer=AdamW  lr0=0.002")
+    assert args == {"optimizer": "AdamW", "lr0": "0.002"} and parse_train_args("") == {}
+    assert (
+        train_args_tag(args) == "_optimizer-AdamW_lr0-0.002" and train_args_tag({"cfg": "a/b.yaml"}) == "_cfg-a_b.yaml"
+    )
+    assert "lr0=0.002" in train_command("yolo", Path("runs/x"), "m.yaml", "d.yaml", epochs=1, **args)
+    with pytest.raises(NASError, match=r"key=value pairs .* 'lr0'"):
+        parse_train_args("lr0")
+    with pytest.raises(NASError, match=r"cannot set 'epochs'"):
+        parse_train_args("epochs=3")
