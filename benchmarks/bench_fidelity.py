@@ -2,7 +2,7 @@
 """Supernet fidelity: do subnets with inherited weights rank (and score) like the same subnets trained alone?
 
     python benchmarks/bench_fidelity.py [--recipe '{"phases": [["max", 0.4], ["all", 0.6]], "distill": 1.0}']
-        [--name NAME] [--preset standard] [--train 400] [--val 100] [--imgsz 160] [--epochs 30]
+        [--name NAME] [--preset standard] [--train 400] [--val 100] [--test 200] [--imgsz 160] [--epochs 30]
         [--supernet-epochs 60] [--supernet-seed 0]
         [--k 8] [--seeds 2] [--batch 32] [--jobs 2] [--lut LUT.json] [--work runs/bench_fidelity]
         [--train-args "optimizer=AdamW lr0=0.002"] [--supernet-only]
@@ -105,6 +105,7 @@ def main(argv=None):
     p.add_argument("--preset", default="standard")
     p.add_argument("--train", type=int, default=400)
     p.add_argument("--val", type=int, default=100)
+    p.add_argument("--test", type=int, default=200, help="test images, for bench_vs_yolo's figures free of selection")
     p.add_argument("--imgsz", type=int, default=160)
     p.add_argument("--epochs", type=int, default=30, help="stand-alone training epochs (subnets and YOLOv8n)")
     p.add_argument("--supernet-epochs", type=int, default=60)
@@ -155,7 +156,14 @@ def main(argv=None):
     data = work / "data" / "data.yaml"
     if not data.is_file():
         make_dataset(
-            data.parent, train=args.train, val=args.val, imgsz=args.imgsz, seed=0, preset=args.preset, exist_ok=True
+            data.parent,
+            train=args.train,
+            val=args.val,
+            test=args.test,
+            imgsz=args.imgsz,
+            seed=0,
+            preset=args.preset,
+            exist_ok=True,
         )
     nc = int(yaml.safe_load(data.read_text())["nc"])
 

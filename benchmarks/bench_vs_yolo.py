@@ -3,7 +3,7 @@
 
     python benchmarks/bench_vs_yolo.py [--work runs/bench_fidelity] [--name recipe] [--lut LUT.json]
         [--budgets 1.0,0.5] [--epochs 30] [--seeds 2] [--batch 32] [--population 30] [--generations 10] [--jobs 2]
-        [--rounds 20] [--train-args "optimizer=AdamW lr0=0.002"]
+        [--rounds 20] [--train-args "optimizer=AdamW lr0=0.002"] [--equal-training YOLOv8n,YOLO11n,YOLO26n]
 
 Reads what `bench_fidelity.py --name NAME` left in `--work` (the preset dataset, the trained supernet, stock YOLOv8n
 trained alone) and:
@@ -12,10 +12,13 @@ trained alone) and:
 2. runs `tools/search.py` under each budget;
 3. trains, once per seed, with the same hyperparameters: YOLOv8n, YOLO11n and YOLO26n from scratch for `--epochs`;
    each search's best subnet (a) from scratch from its model.yaml for `--epochs` and (b) fine-tuned from its inherited
-   weights for `--epochs`; and the stock models again for the supernet's epochs + `--epochs`, the total (b) received
-   (equal training); when the supernet's space contains YOLOv8n (the CSP supernet's `archs:`), also that subnet
-   fine-tuned like (b), which separates what the supernet's training gives from what the search's choice gives;
-4. exports every trained model the same way (fused, ONNX, OpenVINO CPU f32, batch 1) and times it against YOLOv8n
+   weights for `--epochs`; and the stock models named in `--equal-training` again for the supernet's epochs +
+   `--epochs`, the total (b) received (equal training); when the supernet's space contains YOLOv8n (the CSP
+   supernet's `archs:`), also that subnet fine-tuned like (b), which separates what the supernet's training gives
+   from what the search's choice gives;
+4. scores every training's last epoch on val (what the search ranked by) and, where the data has a test split
+   (`bench_fidelity.py --test`), on test, which no training, search or checkpoint choice has seen;
+5. exports every trained model the same way (fused, ONNX, OpenVINO CPU f32, batch 1) and times it against YOLOv8n
    in interleaved rounds in one run, and warns if the stock models' ratios disagree with step 1's (a busy machine:
    re-run the same command to re-time).
 Prints mean mAP50-95 with its seed spread, latency vs YOLOv8n, epochs and CPU minutes per row; writes
@@ -64,6 +67,11 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=20, help="interleaved latency rounds")
     p.add_argument("--results", default=str(RESULTS))
     p.add_argument("--train-args", default="", help='yolo train arguments for every training: "key=value ..."')
+    p.add_argument(
+        "--equal-training",
+        default=",".join(STOCK),
+        help="stock models also trained as long as (b) in all (the costly rows)",
+    )
     args = p.parse_args(argv)
 
     import numpy as np
@@ -79,6 +87,7 @@ def main(argv=None):
         final_metrics,
         parse_train_args,
         run_trainings,
+        split_metrics,
         train_args_tag,
         train_command,
         train_seconds,
@@ -94,7 +103,8 @@ def main(argv=None):
     weights = supernet_dir / "weights" / "last.pt"
     with open(supernet_dir / "results.csv") as f:
         supernet_epochs = len(list(csv.DictReader(f)))
-    nc = int(yaml.safe_load(data.read_text())["nc"])
+    data_cfg = yaml.safe_load(data.read_text())
+    nc, has_test = int(data_cfg["nc"]), bool(data_cfg.get("test"))
     supernet = load_supernet(weights)
     lut_path = Path(args.lut) if args.lut else work / f"lut_{args.imgsz}.json"
     lut = load_lut(lut_path, fingerprint(supernet), args.imgsz)
@@ -107,6 +117,9 @@ def main(argv=None):
             measure_models(supernet, [stock_model(c, nc) for c in STOCK.values()], lut, backend, desc="stock models"),
         )
     }
+    long_stock = [v for v in args.equal_training.split(",") if v]
+    if any(v not in STOCK for v in long_stock):
+        raise SystemExit(f"--equal-training takes stock models from {', '.join(STOCK)}, got {args.equal_training!r}.")
     shares = [float(v) for v in args.budgets.split(",")]
     if not shares or any(not 0 < v <= 2 for v in shares):
         raise SystemExit(f"--budgets takes shares of YOLOv8n's latency in (0, 2], got {args.budgets!r}.")
@@ -205,6 +218,7 @@ def main(argv=None):
                 {"epochs": total},
             )
             for name, cfg in STOCK.items()
+            if name in long_stock
         },
     }
     runs, dirs = {}, {}
@@ -228,6 +242,10 @@ def main(argv=None):
     table = []
     for (name, (how, epochs, *_)), s, net in zip(rows.items(), stats, nets):
         maps = [final_metrics(dirs[name, seed])[0] for seed in range(args.seeds)]
+        tests = [
+            split_metrics(dirs[name, seed], data, "test", args.imgsz)[0]
+            for seed in range(args.seeds if has_test else 0)
+        ]
         table.append(
             {
                 "model": name,
@@ -237,6 +255,15 @@ def main(argv=None):
                 "map50_95_seeds": [round(v, 4) for v in maps],
                 "map50_95": round(float(np.mean(maps)), 4),
                 "seed_spread": round(float(np.ptp(maps)), 4),
+                **(
+                    {
+                        "test_map50_95_seeds": [round(v, 4) for v in tests],
+                        "test_map50_95": round(float(np.mean(tests)), 4),
+                        "test_seed_spread": round(float(np.ptp(tests)), 4),
+                    }
+                    if tests
+                    else {}
+                ),
                 "latency_vs_yolov8n": round(s["median_us"] / 1000, 3),
                 "cpu_min": round(
                     sum(train_seconds(dirs[name, seed]) for seed in range(args.seeds)) / args.seeds / 60, 1
@@ -253,13 +280,18 @@ def main(argv=None):
         f"imgsz {args.imgsz}, batch {args.batch}, {args.seeds} seeds{', ' + args.train_args if train_args else ''}"
     )
     print(
-        f"{'model':>16} {'epochs':>6} {'CPU min':>7} {'params M':>8} "
-        f"{'mAP50-95':>9} {'spread':>7} {'x YOLOv8n':>9}  trained"
+        f"{'model':>16} {'epochs':>6} {'CPU min':>7} {'params M':>8} {'mAP50-95':>9} {'spread':>7} "
+        f"{'test':>7} {'spread':>7} {'x YOLOv8n':>9}  trained"
     )
     for r in table:
+        test = f"{r['test_map50_95']:>7.4f} {r['test_seed_spread']:>7.4f}" if has_test else f"{'-':>7} {'-':>7}"
         print(
             f"{r['model']:>16} {r['epochs']:>6} {r['cpu_min']:>7.1f} {r['params_M']:>8.2f} "
-            f"{r['map50_95']:>9.4f} {r['seed_spread']:>7.4f} {r['latency_vs_yolov8n']:>9.2f}  {r['trained']}"
+            f"{r['map50_95']:>9.4f} {r['seed_spread']:>7.4f} {test} {r['latency_vs_yolov8n']:>9.2f}  {r['trained']}"
+        )
+    if has_test:
+        print(
+            "mAP50-95 on val (what the search ranked by) and on test (seen by no training, search or checkpoint choice)"
         )
     # the stock models are timed twice (start: against the table's reference; end: against YOLOv8n): where their ratios
     # disagree, something loaded the machine during one of them, and every ratio of the final table is suspect
@@ -297,16 +329,19 @@ def main(argv=None):
 
 
 def plot(rows, path, title):
+    """mAP50-95 on test where the data has a test split (no choice was made on it), else on val, vs latency."""
     from nas_plugin.files import pyplot, save_figure
 
     plt = pyplot()
+    split = "test" if "test_map50_95" in rows[0] else "val"
+    key = "test_" if split == "test" else ""
 
     fig, ax = plt.subplots(figsize=(7, 5))
     labelled = []
     for r in rows:
         colour = "tab:blue" if r["model"].startswith("searched") else "tab:grey"
-        x, y = r["latency_vs_yolov8n"], r["map50_95"]
-        ax.errorbar(x, y, yerr=r["seed_spread"] / 2, fmt="o", color=colour, capsize=3)
+        x, y = r["latency_vs_yolov8n"], r[f"{key}map50_95"]
+        ax.errorbar(x, y, yerr=r[f"{key}seed_spread"] / 2, fmt="o", color=colour, capsize=3)
         # a point next to one already labelled (YOLOv8n (b) beside YOLOv8n 90 ep) takes its label below, not on top
         crowded = sum(abs(x - px) < 0.05 and abs(y - py) < 0.03 for px, py in labelled)
         ax.annotate(
@@ -320,7 +355,7 @@ def plot(rows, path, title):
     ax.axvline(1.0, color="tab:grey", ls="--", lw=0.8)
     ax.set(
         xlabel="latency / YOLOv8n's (interleaved rounds)",
-        ylabel="mAP50-95 (val, mean of seeds; bar = seed spread)",
+        ylabel=f"mAP50-95 ({split}, mean of seeds; bar = seed spread)",
         title=title,
     )
     save_figure(fig, path, dpi=120)

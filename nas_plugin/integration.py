@@ -384,11 +384,12 @@ class LetterboxedImages:
         return self.dataset.collate_fn([self.dataset[i] for i in indices])["img"].float() / 255
 
 
-def validate(model, data, imgsz, batch, device, save_dir):
-    """(mAP50, mAP50-95) of a static model on `data`'s val split by the stock validator, without plots or files."""
+def validate(model, data, imgsz, batch, device, save_dir, split="val"):
+    """(mAP50, mAP50-95) of a static model on a split of `data` by the stock validator, without plots or files."""
     from ultralytics.models.yolo.detect import DetectionValidator
 
     args = dict(data=str(data), imgsz=imgsz, batch=batch, device=device, plots=False, verbose=False, save_json=False)
+    args["split"] = split
     stats = DetectionValidator(save_dir=save_dir, args=args)(model=model)
     return float(stats["metrics/mAP50(B)"]), float(stats["metrics/mAP50-95(B)"])
 

@@ -84,10 +84,21 @@ _SAME_TABLE = tuple(k for k in META_KEYS if k not in ("date", "supernet"))  # a 
 def fit_calibration(raw, measured):
     """(scale, per_param_us, offset_us) of `measured ~ scale x sum + per_param_us x weights + offset_us` over
     (sum, weights) pairs, least squares in relative error: an absolute fit lets the largest subnets decide and
-    underpredicted the smallest by 12-17 % in every table (3-5 % relative)."""
+    underpredicted the smallest by 12-17 % in every table (3-5 % relative).
+
+    A fit that would predict a latency <= 0 anywhere in the calibration subnets' range of sums and weights (noisy
+    timings of a few tiny subnets can tilt it that far) falls back to fewer terms: without weights, then scale alone.
+    """
     m = np.asarray(measured, dtype=float)
     x = np.array([[us, n, 1.0] for us, n in raw]) / m[:, None]
-    return tuple(float(v) for v in np.linalg.lstsq(x, np.ones_like(m), rcond=None)[0])
+    sums, weights = np.array(raw, dtype=float).T
+    corners = np.array([[a, b, 1.0] for a in (sums.min(), sums.max()) for b in (weights.min(), weights.max())])
+    for terms in ([0, 1, 2], [0, 2], [0]):
+        fit = np.zeros(3)
+        fit[terms] = np.linalg.lstsq(x[:, terms], np.ones_like(m), rcond=None)[0]
+        if (corners @ fit > 0).all():
+            break
+    return tuple(float(v) for v in fit)
 
 
 def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnets=20, rounds=10, seed=0, source=""):

@@ -1,8 +1,10 @@
 """Ultralytics training run directories (runs/detect/<name>): is the run finished, how to finish it, what it scored."""
 
 import csv
+import json
 import re
 import subprocess
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -100,3 +102,20 @@ def final_metrics(run_dir):
     with open(Path(run_dir) / "results.csv") as f:
         last = {k.strip(): v for k, v in list(csv.DictReader(f))[-1].items()}
     return float(last["metrics/mAP50-95(B)"]), float(last["metrics/mAP50(B)"])
+
+
+def split_metrics(run_dir, data, split, imgsz, batch=32):
+    """(mAP50-95, mAP50) of `run_dir`'s last.pt (the epoch `final_metrics` reads) on another split of `data`, such as a
+    test split that no training, search or checkpoint choice has seen, by the stock validator on the CPU; kept in
+    `<run_dir>/<split>_metrics.json` so a re-run does not validate again."""
+    from .files import write_json
+    from .integration import validate, yolo_model
+
+    cache = Path(run_dir) / f"{split}_metrics.json"
+    if not cache.is_file():
+        model = yolo_model(Path(run_dir) / "weights" / "last.pt").float()
+        with tempfile.TemporaryDirectory() as tmp:
+            map50, map50_95 = validate(model, data, imgsz, batch, "cpu", Path(tmp), split=split)
+        write_json(cache, {"split": split, "weights": "last.pt", "map50_95": map50_95, "map50": map50})
+    found = json.loads(cache.read_text())
+    return found["map50_95"], found["map50"]

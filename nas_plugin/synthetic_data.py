@@ -62,7 +62,7 @@ PRESETS = {
     ),
 }
 _MAX_OVERLAP = 0.25  # intersection over the smaller box: keeps occluded objects recognisable
-_SPLITS = ("train", "val")
+_SPLITS = ("train", "val", "test")
 
 
 def make_dataset(
@@ -74,6 +74,7 @@ def make_dataset(
     classes: int | Sequence[str] | None = None,
     exist_ok: bool = False,
     preset: str = "standard",
+    test: int = 0,
 ) -> Path:
     """Write a YOLO-format detection dataset under `out` and return the path of its data.yaml.
 
@@ -81,11 +82,14 @@ def make_dataset(
     Each image gets its own generator seeded by (seed, split, index), so an image does not change
     when the number of other images does. data.yaml is written last, so an interrupted run never
     leaves a data.yaml that points at a half-written set. With exist_ok=True only what this function
-    writes (data.yaml, the two splits, Ultralytics' label caches) is replaced; other files are kept.
-    `preset` names the difficulty (a key of PRESETS).
+    writes (data.yaml, its splits, Ultralytics' label caches) is replaced; other files are kept.
+    `preset` names the difficulty (a key of PRESETS). `test` > 0 adds a test split that nothing trains or selects on,
+    for figures free of the choices made on val (a search's pick, an epoch's checkpoint).
     """
     _check_count("train", train)
     _check_count("val", val)
+    if not _is_int(test) or test < 0:
+        raise NASError(f"test must be an integer >= 0, got {test!r}.")
     if not _is_int(imgsz) or imgsz < 32 or imgsz % 32:
         raise NASError(f"imgsz must be an integer >= 32 and a multiple of 32, got {imgsz!r}.")
     if not _is_int(seed) or seed < 0:
@@ -105,13 +109,15 @@ def make_dataset(
         # Remove the yaml first so a crash below cannot leave it pointing at a mixed set, and the
         # old splits (and Ultralytics' label caches) so no stale image survives a smaller rerun.
         (out / "data.yaml").unlink(missing_ok=True)
-        for split in _SPLITS:
+        for split in _SPLITS:  # a test split of an earlier run goes too, even when this one has none
             for sub in ("images", "labels"):
                 shutil.rmtree(out / sub / split, ignore_errors=True)
             (out / "labels" / f"{split}.cache").unlink(missing_ok=True)
 
     shape_ids = [SHAPES.index(n) for n in names]
-    for split_id, (split, count) in enumerate(zip(_SPLITS, (train, val))):
+    for split_id, (split, count) in enumerate(zip(_SPLITS, (train, val, test))):
+        if not count:
+            continue
         img_dir, lbl_dir = out / "images" / split, out / "labels" / split
         img_dir.mkdir(parents=True, exist_ok=True)
         lbl_dir.mkdir(parents=True, exist_ok=True)
@@ -132,6 +138,7 @@ def make_dataset(
         f"# nas_plugin synthetic data, preset {preset}, seed {seed}",
         "train: images/train",
         "val: images/val",
+        *(["test: images/test"] if test else []),
         f"nc: {len(names)}",
         "names:",
         *(f"  {i}: {n}" for i, n in enumerate(names)),

@@ -371,3 +371,7 @@ def test_calibration_fits_relative_error_so_small_subnets_count_too():
     absolute = np.linalg.lstsq(x, measured, rcond=None)[0]
     assert worst(fit_calibration(raw, measured)) < worst(absolute)
     assert np.allclose(fit_calibration(raw, [1.2 * us + 3e-4 * n - 50.0 for us, n in raw]), (1.2, 3e-4, -50.0))
+    # timings whose full fit tilts below zero inside the range (here at the smallest sum with the most weights)
+    tilted = [(10.0, 1e6), (20.0, 1e6), (10.0, 3e6), (30.0, 4e6)], [40.0, 60.0, 10.0, 20.0]
+    scale, per_param, offset = fit_calibration(*tilted)
+    assert per_param == 0.0 and all(scale * us + offset > 0 for us in (10.0, 30.0))

@@ -86,6 +86,7 @@ def test_refuses_non_empty_dir_unless_exist_ok(tmp_path):
         (dict(imgsz=100), "multiple of 32"),
         (dict(imgsz=16), "imgsz must be"),
         (dict(seed=-1), "seed must be"),
+        (dict(test=-1), "test must be an integer >= 0, got -1"),
         (dict(classes=0), "classes must be"),
         (dict(classes=["circle", "hexagon"]), "classes must be"),
         (dict(preset="medium"), "preset 'medium' is not allowed; choose from \\['easy', 'standard', 'hard'\\]"),
@@ -95,6 +96,25 @@ def test_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_dataset(tmp_path / "ds", **{**SMALL, **kwargs})
     assert not (tmp_path / "ds").exists()
+
+
+def test_a_test_split_leaves_train_and_val_as_they_were_and_goes_with_a_rerun_without_it(tmp_path):
+    plain, tested = (
+        make_dataset(tmp_path / "plain", **SMALL).parent,
+        make_dataset(tmp_path / "t", **SMALL, test=3).parent,
+    )
+    assert "test: images/test" in (tested / "data.yaml").read_text()
+    assert "test:" not in (plain / "data.yaml").read_text() and not (plain / "images" / "test").exists()
+    images = _images(tested)
+    assert (
+        len([k for k in images if k.startswith("images/test/")])
+        == len(list((tested / "labels" / "test").iterdir()))
+        == 3
+    )
+    assert {k: v for k, v in images.items() if not k.startswith("images/test/")} == _images(plain)
+    assert images["images/test/test_000000.jpg"] not in set(_images(plain).values())  # its own images, not val's
+    make_dataset(tested, **SMALL, exist_ok=True)
+    assert _images(tested) == _images(plain) and "test:" not in (tested / "data.yaml").read_text()
 
 
 def _cli(*args):

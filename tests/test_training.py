@@ -498,3 +498,20 @@ def test_benchmark_train_args_are_parsed_named_and_bad_ones_refused():
         parse_train_args("lr0")
     with pytest.raises(NASError, match=r"cannot set 'epochs'"):
         parse_train_args("epochs=3")
+
+
+def test_split_metrics_validates_last_pt_on_the_named_split_once(tmp_path):
+    from nas_plugin.integration import detection_model, read_model_yaml, save_checkpoint
+    from nas_plugin.run_files import split_metrics
+    from nas_plugin.synthetic_data import make_dataset
+
+    data = make_dataset(tmp_path / "data", train=2, val=2, test=3, imgsz=64)
+    model = detection_model({**read_model_yaml("yolov8n.yaml"), "nc": 6})
+    model.args = {}
+    (tmp_path / "run" / "weights").mkdir(parents=True)
+    save_checkpoint(model, tmp_path / "run" / "weights" / "last.pt")
+    found = split_metrics(tmp_path / "run", data, "test", 64)
+    assert all(0 <= v <= 1 for v in found) and (data.parent / "labels" / "test.cache").is_file()  # read the test split
+    assert json.loads((tmp_path / "run" / "test_metrics.json").read_text())["split"] == "test"
+    (tmp_path / "run" / "weights" / "last.pt").unlink()  # kept: a re-run does not validate again
+    assert split_metrics(tmp_path / "run", data, "test", 64) == found

@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, help="output directory (must be empty or absent unless --exist-ok)")
     p.add_argument("--train", type=int, default=64, help="number of training images (>= 1)")
     p.add_argument("--val", type=int, default=16, help="number of validation images (>= 1)")
+    p.add_argument("--test", type=int, default=0, help="number of test images (default 0: no test split)")
     p.add_argument("--imgsz", type=int, default=128, help="image side in pixels (>= 32, multiple of 32)")
     p.add_argument("--seed", type=int, default=0, help="random seed (>= 0); same seed gives identical files")
     p.add_argument(
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         classes=args.classes,
         exist_ok=args.exist_ok,
         preset=args.preset,
+        test=args.test,
     )
     print(path)
 
