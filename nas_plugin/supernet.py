@@ -57,8 +57,8 @@ def named_archs(model):
     """{name: arch} from the supernet YAML's `archs:`, each also under its name + the model's scale (`yolov8` at scale
     n is `yolov8n` too), so a stock model the space contains is picked by its usual name. A unit's `width: 1.0` is
     dropped where the supernet offers no width choice (its `widths` lists set to [1.0]), so one YAML's archs serve
-    both."""
-    scale = model.yaml.get("scale") or ""
+    both. A YAML named without its scale letter is built at its first scale, as Ultralytics does, and named so."""
+    scale = model.yaml.get("scale") or next(iter(model.yaml.get("scales") or {}), "")
     space = space_from_model(model)
     named = {name: _fixed_width_dropped(arch, space) for name, arch in (model.yaml.get("archs") or {}).items()}
     return {**named, **{f"{name}{scale}": arch for name, arch in named.items() if scale}}

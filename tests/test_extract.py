@@ -170,6 +170,13 @@ def test_csp_space_contains_stock_yolov8(scale, width, tmp_path):
     ]  # C2f, not a plugin class
 
 
+def test_named_archs_of_a_yaml_without_scale_letter_name_its_first_scale(tmp_path):
+    path = tmp_path / "yolov8-csp-supernet.yaml"  # built at scale n (Ultralytics warns and takes the first)
+    path.write_text(CSP_SUPERNET_FILE.read_text().replace("nc: 80", "nc: 6"))
+    named = named_archs(load_supernet(path))
+    assert set(named) == {"yolov8", "yolov8n"} and named["yolov8n"] == named["yolov8"]
+
+
 def test_named_arch_unknown_lists_the_names(csp_supernet):
     with pytest.raises(Exception, match=r"arch 'yolov9n' is neither 'max', 'min', 'random', 'yolov8', 'yolov8n' nor"):
         S.load_arch("yolov9n", space_from_model(csp_supernet), named=named_archs(csp_supernet))
