@@ -116,6 +116,8 @@ def test_a_unit_with_per_unit_and_per_block_choices_keys_both():
 
 
 def test_prediction_is_the_calibrated_sum_of_its_parts(tiny, tiny_lut):
+    from nas_plugin.lut_build import fit_calibration
+
     _, model, space = tiny
     lut = L.load_lut(tiny_lut)
     arch = S.random_arch(space, seed=1)
@@ -124,7 +126,10 @@ def test_prediction_is_the_calibrated_sum_of_its_parts(tiny, tiny_lut):
     us, params = sum(e["median_us"] for e in parts), sum(e["params"] for e in parts)
     assert params == sum(p.numel() for p in extract(model, arch).parameters())  # every weight, counted once
     cal = lut["calibration"]
-    assert cal["per_param_us"] != 0.0  # fitted, not left out
+    fit = fit_calibration(
+        [(c["raw_sum_us"], c["params"]) for c in cal["subnets"]], [c["measured_us"] for c in cal["subnets"]]
+    )
+    assert (cal["scale"], cal["per_param_us"], cal["offset_us"]) == fit  # the build keeps the fit of its own timings
     assert L.predict_us(lut, space, arch) == pytest.approx(
         cal["scale"] * us + cal["per_param_us"] * params + cal["offset_us"]
     )
