@@ -356,8 +356,8 @@ def plot(rows, path, title):
     ax.set(
         xlabel="latency / YOLOv8n's (interleaved rounds)",
         ylabel=f"mAP50-95 ({split}, mean of seeds; bar = seed spread)",
-        title=title,
     )
+    ax.set_title(title, fontsize=9)
     save_figure(fig, path, dpi=120)
 
 
