@@ -97,6 +97,10 @@ def main(argv=None):
     from nas_plugin.timing import measure_interleaved, measure_models, model_onnx
 
     train_args = parse_train_args(args.train_args)
+    args_tag, args_note = train_args_tag(train_args), f", {args.train_args}" if train_args else ""
+    long_stock = [v for v in args.equal_training.split(",") if v]
+    if any(v not in STOCK for v in long_stock):
+        raise SystemExit(f"--equal-training takes stock models from {', '.join(STOCK)}, got {args.equal_training!r}.")
     work = Path(args.work).resolve()
     data = work / "data" / "data.yaml"
     supernet_dir = work / args.name / "supernet"
@@ -117,9 +121,6 @@ def main(argv=None):
             measure_models(supernet, [stock_model(c, nc) for c in STOCK.values()], lut, backend, desc="stock models"),
         )
     }
-    long_stock = [v for v in args.equal_training.split(",") if v]
-    if any(v not in STOCK for v in long_stock):
-        raise SystemExit(f"--equal-training takes stock models from {', '.join(STOCK)}, got {args.equal_training!r}.")
     shares = [float(v) for v in args.budgets.split(",")]
     if not shares or any(not 0 < v <= 2 for v in shares):
         raise SystemExit(f"--budgets takes shares of YOLOv8n's latency in (0, 2], got {args.budgets!r}.")
@@ -224,7 +225,7 @@ def main(argv=None):
     runs, dirs = {}, {}
     for name, (_, _, folder, stem, model, extra) in rows.items():
         for seed in range(args.seeds):
-            d = work / folder / f"{stem}{train_args_tag(train_args)}_seed{seed}"
+            d = work / folder / f"{stem}{args_tag}_seed{seed}"
             dirs[name, seed] = d
             runs[f"{name} seed {seed}"] = train_command(YOLO, d, model, data, **{**common, **extra}, seed=seed)
     print(f"trainings ({args.jobs} at a time): {', '.join(k for k, v in runs.items() if v)}", flush=True)
@@ -277,7 +278,7 @@ def main(argv=None):
 
     print(
         f"\nOpenVINO {backend.info['version']} CPU f32 ({backend.info['device_name']}), "
-        f"imgsz {args.imgsz}, batch {args.batch}, {args.seeds} seeds{', ' + args.train_args if train_args else ''}"
+        f"imgsz {args.imgsz}, batch {args.batch}, {args.seeds} seeds{args_note}"
     )
     print(
         f"{'model':>16} {'epochs':>6} {'CPU min':>7} {'params M':>8} {'mAP50-95':>9} {'spread':>7} "
@@ -318,13 +319,9 @@ def main(argv=None):
         "rows": table,
         "timing_check": {"start_vs_yolov8n": start, "final_vs_yolov8n": final, "agree": moved <= TIMINGS_AGREE},
     }
-    out = Path(args.results) / f"vs_yolo_{args.name}{train_args_tag(train_args)}"  # no suffix: lr0-0.002 has a dot
+    out = Path(args.results) / f"vs_yolo_{args.name}{args_tag}"  # no suffix: lr0-0.002 has a dot
     write_json(f"{out}.json", result)
-    plot(
-        table,
-        f"{out}.png",
-        f"{args.name}: preset data, imgsz {args.imgsz}, OpenVINO CPU f32{', ' + args.train_args if train_args else ''}",
-    )
+    plot(table, f"{out}.png", f"{args.name}: preset data, imgsz {args.imgsz}, OpenVINO CPU f32{args_note}")
     print(f"written {out}.json and .png")
 
 

@@ -388,8 +388,8 @@ def validate(model, data, imgsz, batch, device, save_dir, split="val"):
     """(mAP50, mAP50-95) of a static model on a split of `data` by the stock validator, without plots or files."""
     from ultralytics.models.yolo.detect import DetectionValidator
 
-    args = dict(data=str(data), imgsz=imgsz, batch=batch, device=device, plots=False, verbose=False, save_json=False)
-    args["split"] = split
+    args = dict(data=str(data), split=split, imgsz=imgsz, batch=batch, device=device)
+    args.update(plots=False, verbose=False, save_json=False)
     stats = DetectionValidator(save_dir=save_dir, args=args)(model=model)
     return float(stats["metrics/mAP50(B)"]), float(stats["metrics/mAP50-95(B)"])
 
