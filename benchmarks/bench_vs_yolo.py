@@ -4,13 +4,15 @@
     python benchmarks/bench_vs_yolo.py [--work runs/bench_fidelity] [--name recipe] [--lut LUT.json]
         [--budgets 1.0,0.5] [--epochs 30] [--seeds 2] [--batch 32] [--population 30] [--generations 10] [--jobs 2]
         [--rounds 20] [--train-args "optimizer=AdamW lr0=0.002"] [--equal-training YOLOv8n,YOLO11n,YOLO26n]
+        [--scratch YOLOv8n,YOLO11n,YOLO26n]
 
 Reads what `bench_fidelity.py --name NAME` left in `--work` (the preset dataset, the trained supernet, stock YOLOv8n
 trained alone) and:
 1. times stock YOLOv8n, YOLO11n and YOLO26n (this dataset's class count) in the latency table's units (relative to
    its reference subnet, interleaved), so shares of YOLOv8n's latency (`--budgets`) are the searches' budgets;
 2. runs `tools/search.py` under each budget;
-3. trains, once per seed, with the same hyperparameters: YOLOv8n, YOLO11n and YOLO26n from scratch for `--epochs`;
+3. trains, once per seed, with the same hyperparameters: YOLOv8n, YOLO11n and YOLO26n (`--scratch`) from scratch for
+   `--epochs`;
    each search's best subnet (a) from scratch from its model.yaml for `--epochs` and (b) fine-tuned from its inherited
    weights for `--epochs`; and the stock models named in `--equal-training` again for the supernet's epochs +
    `--epochs`, the total (b) received (equal training); when the supernet's space contains YOLOv8n (the CSP
@@ -22,9 +24,10 @@ trained alone) and:
    in interleaved rounds in one run, and warns if the stock models' ratios disagree with step 1's (a busy machine:
    re-run the same command to re-time).
 Prints mean mAP50-95 with its seed spread, latency vs YOLOv8n, epochs and CPU minutes per row; writes
-benchmarks/results/vs_yolo_<name>.json and .png. Finished trainings and searches are reused. `--train-args` adds
-stock `yolo train` arguments to every training here (train the supernet with the same: `bench_fidelity.py
---train-args ... --supernet-only`); their run directories and result files are named after them.
+benchmarks/results/vs_yolo_<name>.json and .png. Finished trainings and searches are reused (a run directory names
+its length where it is not the default 30 epochs). `--train-args` adds stock `yolo train` arguments to every training
+here (train the supernet with the same: `bench_fidelity.py --train-args ... --supernet-only`); their run directories
+and result files are named after them.
 """
 
 import argparse
@@ -42,7 +45,14 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 YOLO = str(Path(sys.executable).with_name("yolo"))
 STOCK = {"YOLOv8n": "yolov8n.yaml", "YOLO11n": "yolo11n.yaml", "YOLO26n": "yolo26n.yaml"}
+DEFAULT_EPOCHS = 30
 TIMINGS_AGREE = 0.10  # idle runs agree within 9 %; every disturbed final timing seen moved a stock ratio by 11-23 %
+
+
+def run_stem(stem, epochs):
+    """A training's run directory name: a length other than the default is in it, so that runs of another length are
+    never reused for a row (the default keeps the names of runs from before --epochs was varied)."""
+    return stem if epochs == DEFAULT_EPOCHS else f"{stem}_{epochs}ep"
 
 
 def stock_model(cfg, nc):
@@ -58,7 +68,7 @@ def main(argv=None):
     p.add_argument("--lut", default=None, help="latency table of the supernet (default: WORK/lut_<imgsz>.json)")
     p.add_argument("--imgsz", type=int, default=160)
     p.add_argument("--budgets", default="1.0", help="latency budgets as shares of YOLOv8n's, comma-separated")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--population", type=int, default=30)
@@ -71,6 +81,11 @@ def main(argv=None):
         "--equal-training",
         default=",".join(STOCK),
         help="stock models also trained as long as (b) in all (the costly rows)",
+    )
+    p.add_argument(
+        "--scratch",
+        default=",".join(STOCK),
+        help="stock models trained from scratch for --epochs (YOLOv8n among them: every latency is timed against it)",
     )
     args = p.parse_args(argv)
 
@@ -98,9 +113,15 @@ def main(argv=None):
 
     train_args = parse_train_args(args.train_args)
     args_tag, args_note = train_args_tag(train_args), f", {args.train_args}" if train_args else ""
-    long_stock = [v for v in args.equal_training.split(",") if v]
-    if any(v not in STOCK for v in long_stock):
-        raise SystemExit(f"--equal-training takes stock models from {', '.join(STOCK)}, got {args.equal_training!r}.")
+    long_stock, short_stock = ([v for v in names.split(",") if v] for names in (args.equal_training, args.scratch))
+    for flag, names, given in (
+        ("--equal-training", long_stock, args.equal_training),
+        ("--scratch", short_stock, args.scratch),
+    ):
+        if any(v not in STOCK for v in names):
+            raise SystemExit(f"{flag} takes stock models from {', '.join(STOCK)}, got {given!r}.")
+    if "YOLOv8n" not in short_stock:
+        raise SystemExit(f"--scratch needs YOLOv8n (every latency is timed against it), got {args.scratch!r}.")
     work = Path(args.work).resolve()
     data = work / "data" / "data.yaml"
     supernet_dir = work / args.name / "supernet"
@@ -193,6 +214,7 @@ def main(argv=None):
         **{
             name: ("stock, from scratch", args.epochs, "standalone", f"{name.lower()}", cfg, {})
             for name, cfg in STOCK.items()
+            if name in short_stock
         },
         **searched_rows,
         **(
@@ -214,7 +236,7 @@ def main(argv=None):
                 f"stock, from scratch, {total} epochs (as (b) in all)",
                 total,
                 "standalone",
-                f"{name.lower()}_{total}ep",
+                name.lower(),
                 cfg,
                 {"epochs": total},
             )
@@ -225,7 +247,7 @@ def main(argv=None):
     runs, dirs = {}, {}
     for name, (_, _, folder, stem, model, extra) in rows.items():
         for seed in range(args.seeds):
-            d = work / folder / f"{stem}{args_tag}_seed{seed}"
+            d = work / folder / f"{run_stem(stem, extra.get('epochs', args.epochs))}{args_tag}_seed{seed}"
             dirs[name, seed] = d
             runs[f"{name} seed {seed}"] = train_command(YOLO, d, model, data, **{**common, **extra}, seed=seed)
     print(f"trainings ({args.jobs} at a time): {', '.join(k for k, v in runs.items() if v)}", flush=True)
