@@ -3,8 +3,8 @@
 
     python benchmarks/bench_vs_yolo.py [--work runs/bench_fidelity] [--name recipe] [--lut LUT.json]
         [--budgets 1.0,0.5] [--epochs 30] [--seeds 2] [--batch 32] [--population 30] [--generations 10] [--jobs 2]
-        [--rounds 20] [--train-args "optimizer=AdamW lr0=0.002"] [--equal-training YOLOv8n,YOLO11n,YOLO26n]
-        [--scratch YOLOv8n,YOLO11n,YOLO26n]
+        [--rounds 20] [--timings 3] [--train-args "optimizer=AdamW lr0=0.002"]
+        [--equal-training YOLOv8n,YOLO11n,YOLO26n] [--scratch YOLOv8n,YOLO11n,YOLO26n] [--finetune-args "..."]
 
 Reads what `bench_fidelity.py --name NAME` left in `--work` (the preset dataset, the trained supernet, stock YOLOv8n
 trained alone) and:
@@ -21,13 +21,16 @@ trained alone) and:
 4. scores every training's last epoch on val (what the search ranked by) and, where the data has a test split
    (`bench_fidelity.py --test`), on test, which no training, search or checkpoint choice has seen;
 5. exports every trained model the same way (fused, ONNX, OpenVINO CPU f32, batch 1) and times it against YOLOv8n
-   in interleaved rounds in one run, and warns if the stock models' ratios disagree with step 1's (a busy machine:
-   re-run the same command to re-time).
+   in interleaved rounds, `--timings` times over (each compiled afresh: idle timings of the same models minutes apart
+   differ by up to 0.1x), reports the median and the range, and warns if the stock models' median ratios disagree
+   with step 1's (a busy machine: re-run the same command to re-time).
 Prints mean mAP50-95 with its seed spread, latency vs YOLOv8n, epochs and CPU minutes per row; writes
 benchmarks/results/vs_yolo_<name>.json and .png. Finished trainings and searches are reused (a run directory names
 its length where it is not the default 30 epochs). `--train-args` adds stock `yolo train` arguments to every training
 here (train the supernet with the same: `bench_fidelity.py --train-args ... --supernet-only`); their run directories
-and result files are named after them.
+and result files are named after them. `--finetune-args` adds arguments to the fine-tuning rows ((b), YOLOv8n (b)) only:
+fine-tuning from trained weights may want other settings than training from scratch (Ultralytics itself starts the
+bias warm-up at 0 instead of 0.1 when it picks AdamW), and the stock rows keep the settings that suit them.
 """
 
 import argparse
@@ -75,8 +78,10 @@ def main(argv=None):
     p.add_argument("--generations", type=int, default=10)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--rounds", type=int, default=20, help="interleaved latency rounds")
+    p.add_argument("--timings", type=int, default=3, help="final timings of every model, each --rounds long")
     p.add_argument("--results", default=str(RESULTS))
     p.add_argument("--train-args", default="", help='yolo train arguments for every training: "key=value ..."')
+    p.add_argument("--finetune-args", default="", help="yolo train arguments added for the fine-tuning rows only")
     p.add_argument(
         "--equal-training",
         default=",".join(STOCK),
@@ -88,6 +93,8 @@ def main(argv=None):
         help="stock models trained from scratch for --epochs (YOLOv8n among them: every latency is timed against it)",
     )
     args = p.parse_args(argv)
+    if args.timings < 1:
+        raise SystemExit(f"--timings takes a count >= 1, got {args.timings}.")
 
     import numpy as np
     import yaml
@@ -111,8 +118,12 @@ def main(argv=None):
     from nas_plugin.supernet import fingerprint, load_supernet, named_archs
     from nas_plugin.timing import measure_interleaved, measure_models, model_onnx
 
-    train_args = parse_train_args(args.train_args)
+    train_args, finetune_args = (
+        parse_train_args(args.train_args),
+        parse_train_args(args.finetune_args, "--finetune-args"),
+    )
     args_tag, args_note = train_args_tag(train_args), f", {args.train_args}" if train_args else ""
+    finetune_note = f", fine-tuned with {args.finetune_args}" if finetune_args else ""
     long_stock, short_stock = ([v for v in names.split(",") if v] for names in (args.equal_training, args.scratch))
     for flag, names, given in (
         ("--equal-training", long_stock, args.equal_training),
@@ -203,16 +214,16 @@ def main(argv=None):
             {},
         )
         searched_rows[f"{label} (b)"] = (
-            f"{under}, inherited + fine-tuned ({supernet_epochs} supernet epochs + {args.epochs})",
+            f"{under}, inherited + fine-tuned ({supernet_epochs} supernet epochs + {args.epochs}){finetune_note}",
             total,
             args.name,
             f"best{tag(share)}_finetune",
             search / "best" / "model.pt",
-            {},
+            finetune_args,
         )
-    rows = {  # name -> (how it was trained, epochs in all, run dir per seed, command per seed)
+    rows = {  # name -> (how it was trained, epochs in all, folder, run name, model, its own train args)
         **{
-            name: ("stock, from scratch", args.epochs, "standalone", f"{name.lower()}", cfg, {})
+            name: ("stock, from scratch", args.epochs, "standalone", name.lower(), cfg, {})
             for name, cfg in STOCK.items()
             if name in short_stock
         },
@@ -225,7 +236,7 @@ def main(argv=None):
                     args.name,
                     "yolov8n_finetune",
                     inherited_v8n / "model.pt",
-                    {},
+                    finetune_args,
                 )
             }
             if inherited_v8n.is_dir()
@@ -247,7 +258,8 @@ def main(argv=None):
     runs, dirs = {}, {}
     for name, (_, _, folder, stem, model, extra) in rows.items():
         for seed in range(args.seeds):
-            d = work / folder / f"{run_stem(stem, extra.get('epochs', args.epochs))}{args_tag}_seed{seed}"
+            own_tag = train_args_tag({k: v for k, v in extra.items() if k != "epochs"})
+            d = work / folder / f"{run_stem(stem, extra.get('epochs', args.epochs))}{args_tag}{own_tag}_seed{seed}"
             dirs[name, seed] = d
             runs[f"{name} seed {seed}"] = train_command(YOLO, d, model, data, **{**common, **extra}, seed=seed)
     print(f"trainings ({args.jobs} at a time): {', '.join(k for k, v in runs.items() if v)}", flush=True)
@@ -259,11 +271,15 @@ def main(argv=None):
         for i, net in enumerate(nets):
             path = str(Path(tmp) / f"{i}.onnx")
             onnx.append((path, model_onnx(net, args.imgsz, 1, path)))
-        ref = backend.compile(*onnx[0])  # YOLOv8n: every model is timed relative to it in the same rounds
-        stats = measure_interleaved(backend, onnx, (ref, 1000.0), rounds=args.rounds)  # in units of YOLOv8n's latency
+        ratios = np.array(  # [timing, model], in units of YOLOv8n's latency: every model is timed against it
+            [
+                [s["median_us"] / 1000 for s in measure_interleaved(backend, onnx, (ref, 1000.0), rounds=args.rounds)]
+                for ref in (backend.compile(*onnx[0]) for _ in range(args.timings))
+            ]
+        )
 
     table = []
-    for (name, (how, epochs, *_)), s, net in zip(rows.items(), stats, nets):
+    for (name, (how, epochs, *_)), timed, net in zip(rows.items(), ratios.T, nets):
         maps = [final_metrics(dirs[name, seed])[0] for seed in range(args.seeds)]
         tests = [
             split_metrics(dirs[name, seed], data, "test", args.imgsz)[0]
@@ -287,7 +303,8 @@ def main(argv=None):
                     if tests
                     else {}
                 ),
-                "latency_vs_yolov8n": round(s["median_us"] / 1000, 3),
+                "latency_vs_yolov8n": round(float(np.median(timed)), 3),
+                "latency_vs_yolov8n_timings": [round(float(v), 3) for v in timed],
                 "cpu_min": round(
                     sum(train_seconds(dirs[name, seed]) for seed in range(args.seeds)) / args.seeds / 60, 1
                 ),
@@ -300,18 +317,21 @@ def main(argv=None):
 
     print(
         f"\nOpenVINO {backend.info['version']} CPU f32 ({backend.info['device_name']}), "
-        f"imgsz {args.imgsz}, batch {args.batch}, {args.seeds} seeds{args_note}"
+        f"imgsz {args.imgsz}, batch {args.batch}, {args.seeds} seeds{args_note}{finetune_note}"
     )
     print(
         f"{'model':>16} {'epochs':>6} {'CPU min':>7} {'params M':>8} {'mAP50-95':>9} {'spread':>7} "
-        f"{'test':>7} {'spread':>7} {'x YOLOv8n':>9}  trained"
+        f"{'test':>7} {'spread':>7} {'x YOLOv8n':>9} {'range':>9}  trained"
     )
     for r in table:
         test = f"{r['test_map50_95']:>7.4f} {r['test_seed_spread']:>7.4f}" if has_test else f"{'-':>7} {'-':>7}"
+        timed = r["latency_vs_yolov8n_timings"]
         print(
             f"{r['model']:>16} {r['epochs']:>6} {r['cpu_min']:>7.1f} {r['params_M']:>8.2f} "
-            f"{r['map50_95']:>9.4f} {r['seed_spread']:>7.4f} {test} {r['latency_vs_yolov8n']:>9.2f}  {r['trained']}"
+            f"{r['map50_95']:>9.4f} {r['seed_spread']:>7.4f} {test} {r['latency_vs_yolov8n']:>9.2f} "
+            f"{f'{min(timed):.2f}-{max(timed):.2f}':>9}  {r['trained']}"
         )
+    print(f"latency: median and range of {args.timings} interleaved timings of {args.rounds} rounds")
     if has_test:
         print(
             "mAP50-95 on val (what the search ranked by) and on test (seen by no training, search or checkpoint choice)"
@@ -341,9 +361,12 @@ def main(argv=None):
         "rows": table,
         "timing_check": {"start_vs_yolov8n": start, "final_vs_yolov8n": final, "agree": moved <= TIMINGS_AGREE},
     }
-    out = Path(args.results) / f"vs_yolo_{args.name}{args_tag}"  # no suffix: lr0-0.002 has a dot
+    finetune_tag = f"_finetune{train_args_tag(finetune_args)}" if finetune_args else ""
+    out = Path(args.results) / f"vs_yolo_{args.name}{args_tag}{finetune_tag}"  # no suffix: lr0-0.002 has a dot
     write_json(f"{out}.json", result)
-    plot(table, f"{out}.png", f"{args.name}: preset data, imgsz {args.imgsz}, OpenVINO CPU f32{args_note}")
+    settings = f"{args.train_args}{finetune_note}".strip(", ")
+    title = f"{args.name}: preset data, imgsz {args.imgsz}, OpenVINO CPU f32" + (f"\n{settings}" if settings else "")
+    plot(table, f"{out}.png", title)
     print(f"written {out}.json and .png")
 
 
@@ -359,21 +382,23 @@ def plot(rows, path, title):
     labelled = []
     for r in rows:
         colour = "tab:blue" if r["model"].startswith("searched") else "tab:grey"
-        x, y = r["latency_vs_yolov8n"], r[f"{key}map50_95"]
-        ax.errorbar(x, y, yerr=r[f"{key}seed_spread"] / 2, fmt="o", color=colour, capsize=3)
-        # a point next to one already labelled (YOLOv8n (b) beside YOLOv8n 90 ep) takes its label below, not on top
-        crowded = sum(abs(x - px) < 0.05 and abs(y - py) < 0.03 for px, py in labelled)
+        x, y, timed = r["latency_vs_yolov8n"], r[f"{key}map50_95"], r["latency_vs_yolov8n_timings"]
+        xerr = [[x - min(timed)], [max(timed) - x]]
+        ax.errorbar(x, y, xerr=xerr, yerr=r[f"{key}seed_spread"] / 2, fmt="o", color=colour, capsize=3)
+        # a point next to one already labelled (YOLOv8n (b) beside YOLOv8n 90 ep) takes its label to the left
+        crowded = any(abs(x - px) < 0.05 and abs(y - py) < 0.03 for px, py in labelled)
         ax.annotate(
             f"{r['model']} ({r['epochs']} ep)",
             (x, y),
             textcoords="offset points",
-            xytext=(4, 4 - 12 * crowded),
+            xytext=(-6, -10) if crowded else (4, 4),
+            ha="right" if crowded else "left",
             fontsize=8,
         )
         labelled.append((x, y))
     ax.axvline(1.0, color="tab:grey", ls="--", lw=0.8)
     ax.set(
-        xlabel="latency / YOLOv8n's (interleaved rounds)",
+        xlabel="latency / YOLOv8n's (median of interleaved timings; bar = their range)",
         ylabel=f"mAP50-95 ({split}, mean of seeds; bar = seed spread)",
     )
     ax.set_title(title, fontsize=9)

@@ -34,18 +34,18 @@ def train_command(yolo, run_dir, model, data, **args):
 BENCHMARK_SETS = ("data", "model", "project", "name", "exist_ok", "epochs", "seed", "imgsz", "batch")
 
 
-def parse_train_args(text):
+def parse_train_args(text, flag="--train-args"):
     """{key: value} from a benchmark's `--train-args "optimizer=AdamW lr0=0.002"`: stock `yolo train` arguments added to
-    every training it runs, except those it sets itself (`BENCHMARK_SETS`)."""
+    the trainings it runs, except those it sets itself (`BENCHMARK_SETS`); `flag` names the option in errors."""
     from .errors import NASError
 
     pairs = {}
     for item in text.split():
         key, sep, value = item.partition("=")
         if not sep or not key or not value:
-            raise NASError(f"--train-args takes key=value pairs separated by spaces, got {item!r}.")
+            raise NASError(f"{flag} takes key=value pairs separated by spaces, got {item!r}.")
         if key in BENCHMARK_SETS:
-            raise NASError(f"--train-args cannot set {key!r}: the benchmark sets {', '.join(BENCHMARK_SETS)} itself.")
+            raise NASError(f"{flag} cannot set {key!r}: the benchmark sets {', '.join(BENCHMARK_SETS)} itself.")
         pairs[key] = value
     return pairs
 

@@ -498,6 +498,8 @@ def test_benchmark_train_args_are_parsed_named_and_bad_ones_refused():
         parse_train_args("lr0")
     with pytest.raises(NASError, match=r"cannot set 'epochs'"):
         parse_train_args("epochs=3")
+    with pytest.raises(NASError, match=r"^--finetune-args cannot set 'seed'"):
+        parse_train_args("seed=1", "--finetune-args")
 
 
 def test_split_metrics_validates_last_pt_on_the_named_split_once(tmp_path):
