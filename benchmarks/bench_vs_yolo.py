@@ -23,7 +23,8 @@ trained alone) and:
 5. exports every trained model the same way (fused, ONNX, OpenVINO CPU f32, batch 1) and times it against YOLOv8n
    in interleaved rounds, `--timings` times over (each compiled afresh: idle timings of the same models minutes apart
    differ by up to 0.1x), reports the median and the range, and warns if the stock models' median ratios disagree
-   with step 1's (a busy machine: re-run the same command to re-time).
+   with step 1's (a busy machine: re-run the same command to re-time); stock models `--scratch` leaves out are timed
+   untrained for this check (weights do not change latency).
 Prints mean mAP50-95 with its seed spread, latency vs YOLOv8n, epochs and CPU minutes per row; writes
 benchmarks/results/vs_yolo_<name>.json and .png. Finished trainings and searches are reused (a run directory names
 its length where it is not the default 30 epochs). `--train-args` adds stock `yolo train` arguments to every training
@@ -266,9 +267,10 @@ def main(argv=None):
     run_trainings(runs, args.jobs)
 
     nets = [Model(str(dirs[name, 0] / "weights" / "best.pt")).model.float() for name in rows]
+    untrained = [name for name in STOCK if name not in rows]  # timed for the check below only (weights: same latency)
     with tempfile.TemporaryDirectory() as tmp:
         onnx = []
-        for i, net in enumerate(nets):
+        for i, net in enumerate([*nets, *(stock_model(STOCK[name], nc) for name in untrained)]):
             path = str(Path(tmp) / f"{i}.onnx")
             onnx.append((path, model_onnx(net, args.imgsz, 1, path)))
         ratios = np.array(  # [timing, model], in units of YOLOv8n's latency: every model is timed against it
@@ -340,6 +342,7 @@ def main(argv=None):
     # disagree, something loaded the machine during one of them, and every ratio of the final table is suspect
     start = {k: v / stock_ms["YOLOv8n"] for k, v in stock_ms.items()}
     final = {r["model"]: r["latency_vs_yolov8n"] for r in table if r["model"] in start}
+    final.update({name: round(float(np.median(t)), 3) for name, t in zip(untrained, ratios.T[len(nets) :])})
     moved = max(abs(final[k] / start[k] - 1) for k in final)
     if moved > TIMINGS_AGREE:
         print(
@@ -354,7 +357,10 @@ def main(argv=None):
         "command": " ".join(["python", "benchmarks/bench_vs_yolo.py", *(argv if argv is not None else sys.argv[1:])]),
         "settings": vars(args),
         "stock_latency_table_ms": stock_ms,
-        "budgets": {f"{share:g}": share * stock_ms["YOLOv8n"] for share in shares},
+        "budgets": {  # what each search ran under: a reused one was timed in an earlier run
+            f"{share:g}": json.loads((search / "search_args.json").read_text())["latency_budget"]
+            for share, (search, _) in searched.items()
+        },
         "searched": {f"{share:g}": row for share, (_, row) in searched.items()},
         "supernet_epochs": supernet_epochs,
         "supernet_cpu_min": supernet_min,
