@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from nas_plugin.run_files import DEFAULT_EPOCHS
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 YOLO = str(Path(sys.executable).with_name("yolo"))
@@ -107,7 +109,9 @@ def main(argv=None):
     p.add_argument("--val", type=int, default=100)
     p.add_argument("--test", type=int, default=200, help="test images, for bench_vs_yolo's figures free of selection")
     p.add_argument("--imgsz", type=int, default=160)
-    p.add_argument("--epochs", type=int, default=30, help="stand-alone training epochs (subnets and YOLOv8n)")
+    p.add_argument(
+        "--epochs", type=int, default=DEFAULT_EPOCHS, help="stand-alone training epochs (subnets and YOLOv8n)"
+    )
     p.add_argument("--supernet-epochs", type=int, default=60)
     p.add_argument("--supernet-seed", type=int, default=0, help="the supernet training's seed (its noise, by --name)")
     p.add_argument("--batch", type=int, default=32)
@@ -136,8 +140,8 @@ def main(argv=None):
     from nas_plugin.run_files import (
         final_metrics,
         parse_train_args,
+        run_name,
         run_trainings,
-        train_args_tag,
         train_command,
         train_seconds,
     )
@@ -150,8 +154,11 @@ def main(argv=None):
     recipe = json.loads(args.recipe)
     parse_nas_config(recipe, "--recipe")
     train_args = parse_train_args(args.train_args)
-    tag = train_args_tag(train_args)
     work = Path(args.work).resolve()
+
+    def alone_dir(name, seed):  # a model trained alone; bench_vs_yolo names its stock runs the same way
+        return work / "standalone" / run_name(name, args.epochs, train_args, seed)
+
     t0 = time.time()
     data = work / "data" / "data.yaml"
     if not data.is_file():
@@ -221,9 +228,7 @@ def main(argv=None):
     for name in [*names, "yolov8n"]:
         model = "yolov8n.yaml" if name == "yolov8n" else work / "subnets" / name / "model.yaml"
         for seed in range(args.seeds if name in repeated else 1):
-            runs[f"{name} seed {seed}"] = train_command(
-                YOLO, work / "standalone" / f"{name}{tag}_seed{seed}", model, data, **common, seed=seed
-            )
+            runs[f"{name} seed {seed}"] = train_command(YOLO, alone_dir(name, seed), model, data, **common, seed=seed)
     print(f"trainings ({args.jobs} at a time): {', '.join(k for k, v in runs.items() if v)}", flush=True)
     run_trainings(runs, args.jobs)
 
@@ -237,10 +242,7 @@ def main(argv=None):
     )
     inherited = evaluator([arch for arch, _ in subnets])
     alone = {
-        name: [
-            final_metrics(work / "standalone" / f"{name}{tag}_seed{s}")[0]
-            for s in range(args.seeds if name in repeated else 1)
-        ]
+        name: [final_metrics(alone_dir(name, s))[0] for s in range(args.seeds if name in repeated else 1)]
         for name in [*names, "yolov8n"]
     }
 
@@ -271,7 +273,7 @@ def main(argv=None):
     sigma = float(np.sqrt(np.mean([np.var(v, ddof=1) for v in pairs]))) if pairs else None
     ceiling = tau_noise_ceiling(x, sigma) if sigma else None
     supernet_s = train_seconds(work / args.name / "supernet")
-    standalone_s = {name: train_seconds(work / "standalone" / f"{name}{tag}_seed0") for name in [*names, "yolov8n"]}
+    standalone_s = {name: train_seconds(alone_dir(name, 0)) for name in [*names, "yolov8n"]}
 
     print(f"\n{'subnet':>7} {'pred ms':>8} {'params M':>9} {'inherited':>10} {'alone':>8} {'ratio':>6}")
     for r in rows:

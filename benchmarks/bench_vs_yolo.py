@@ -45,18 +45,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from nas_plugin.run_files import DEFAULT_EPOCHS
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 YOLO = str(Path(sys.executable).with_name("yolo"))
 STOCK = {"YOLOv8n": "yolov8n.yaml", "YOLO11n": "yolo11n.yaml", "YOLO26n": "yolo26n.yaml"}
-DEFAULT_EPOCHS = 30
 TIMINGS_AGREE = 0.10  # idle runs agree within 9 %; every disturbed final timing seen moved a stock ratio by 11-23 %
-
-
-def run_stem(stem, epochs):
-    """A training's run directory name: a length other than the default is in it, so that runs of another length are
-    never reused for a row (the default keeps the names of runs from before --epochs was varied)."""
-    return stem if epochs == DEFAULT_EPOCHS else f"{stem}_{epochs}ep"
 
 
 def stock_model(cfg, nc):
@@ -109,6 +104,7 @@ def main(argv=None):
     from nas_plugin.run_files import (
         final_metrics,
         parse_train_args,
+        run_name,
         run_trainings,
         split_metrics,
         train_args_tag,
@@ -199,7 +195,7 @@ def main(argv=None):
             supernet, v8n_arch, inherited_v8n, source=str(weights), calib=calib, train_args={"imgsz": args.imgsz}
         )
 
-    common = dict(epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=0, device="cpu", plots=False)
+    common = dict(imgsz=args.imgsz, batch=args.batch, workers=0, device="cpu", plots=False)  # epochs: per row
     common.update(train_args)
     total = supernet_epochs + args.epochs
     searched_rows = {}
@@ -212,6 +208,7 @@ def main(argv=None):
             args.name,
             f"best{tag(share)}_scratch",
             search / "best" / "model.yaml",
+            args.epochs,
             {},
         )
         searched_rows[f"{label} (b)"] = (
@@ -220,11 +217,12 @@ def main(argv=None):
             args.name,
             f"best{tag(share)}_finetune",
             search / "best" / "model.pt",
+            args.epochs,
             finetune_args,
         )
-    rows = {  # name -> (how it was trained, epochs in all, folder, run name, model, its own train args)
+    rows = {  # name -> (how trained, epochs in all, folder, run stem, model, epochs trained here, own train args)
         **{
-            name: ("stock, from scratch", args.epochs, "standalone", name.lower(), cfg, {})
+            name: ("stock, from scratch", args.epochs, "standalone", name.lower(), cfg, args.epochs, {})
             for name, cfg in STOCK.items()
             if name in short_stock
         },
@@ -237,6 +235,7 @@ def main(argv=None):
                     args.name,
                     "yolov8n_finetune",
                     inherited_v8n / "model.pt",
+                    args.epochs,
                     finetune_args,
                 )
             }
@@ -250,19 +249,21 @@ def main(argv=None):
                 "standalone",
                 name.lower(),
                 cfg,
-                {"epochs": total},
+                total,
+                {},
             )
             for name, cfg in STOCK.items()
             if name in long_stock
         },
     }
     runs, dirs = {}, {}
-    for name, (_, _, folder, stem, model, extra) in rows.items():
+    for name, (_, _, folder, stem, model, epochs, own) in rows.items():
         for seed in range(args.seeds):
-            own_tag = train_args_tag({k: v for k, v in extra.items() if k != "epochs"})
-            d = work / folder / f"{run_stem(stem, extra.get('epochs', args.epochs))}{args_tag}{own_tag}_seed{seed}"
+            d = work / folder / run_name(stem, epochs, {**train_args, **own}, seed)
             dirs[name, seed] = d
-            runs[f"{name} seed {seed}"] = train_command(YOLO, d, model, data, **{**common, **extra}, seed=seed)
+            runs[f"{name} seed {seed}"] = train_command(
+                YOLO, d, model, data, **{**common, **own, "epochs": epochs}, seed=seed
+            )
     print(f"trainings ({args.jobs} at a time): {', '.join(k for k, v in runs.items() if v)}", flush=True)
     run_trainings(runs, args.jobs)
 

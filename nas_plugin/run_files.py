@@ -32,6 +32,7 @@ def train_command(yolo, run_dir, model, data, **args):
 
 
 BENCHMARK_SETS = ("data", "model", "project", "name", "exist_ok", "epochs", "seed", "imgsz", "batch")
+DEFAULT_EPOCHS = 30  # benchmark trainings this long keep the run names they had before their length was varied
 
 
 def parse_train_args(text, flag="--train-args"):
@@ -53,6 +54,13 @@ def parse_train_args(text, flag="--train-args"):
 def train_args_tag(train_args):
     """Names the run directories of trainings with extra `train_args`, so runs at other settings are not reused."""
     return re.sub(r"[^\w.-]", "_", "".join(f"_{k}-{v}" for k, v in train_args.items()))
+
+
+def run_name(stem, epochs, train_args, seed):
+    """A benchmark training's run directory name: its length (where not `DEFAULT_EPOCHS`), its extra `yolo train`
+    arguments and its seed are in it, so a run of another length, setting or seed is never reused for it."""
+    length = "" if epochs == DEFAULT_EPOCHS else f"_{epochs}ep"
+    return f"{stem}{length}{train_args_tag(train_args)}_seed{seed}"
 
 
 def run_trainings(commands, jobs=2):

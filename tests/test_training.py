@@ -486,7 +486,7 @@ def test_train_seconds_adds_up_a_resumed_run(tmp_path):
 
 
 def test_benchmark_train_args_are_parsed_named_and_bad_ones_refused():
-    from nas_plugin.run_files import parse_train_args, train_args_tag, train_command
+    from nas_plugin.run_files import parse_train_args, run_name, train_args_tag, train_command
 
     args = parse_train_args("optimizer=AdamW  lr0=0.002")
     assert args == {"optimizer": "AdamW", "lr0": "0.002"} and parse_train_args("") == {}
@@ -494,6 +494,9 @@ def test_benchmark_train_args_are_parsed_named_and_bad_ones_refused():
         train_args_tag(args) == "_optimizer-AdamW_lr0-0.002" and train_args_tag({"cfg": "a/b.yaml"}) == "_cfg-a_b.yaml"
     )
     assert "lr0=0.002" in train_command("yolo", Path("runs/x"), "m.yaml", "d.yaml", epochs=1, **args)
+    # the default length keeps the names runs had before; another length, setting or seed is a run of its own
+    assert run_name("yolov8n", 30, {}, 0) == "yolov8n_seed0"
+    assert run_name("yolov8n", 90, args, 1) == "yolov8n_90ep_optimizer-AdamW_lr0-0.002_seed1"
     with pytest.raises(NASError, match=r"key=value pairs .* 'lr0'"):
         parse_train_args("lr0")
     with pytest.raises(NASError, match=r"cannot set 'epochs'"):
