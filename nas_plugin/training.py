@@ -3,11 +3,13 @@
 The recipe is the `nas:` block of the supernet YAML (`parse_nas_config`):
 
 - **Sampling.** The `sandwich` sampler cycles max, min and `num_random` random subnets; `uniform` draws one random
-  subnet. By default one subnet trains per batch and the trainer's gradient accumulation (`nbs / batch` batches
-  per update) mixes several into each update at the memory of one. With `same_batch: true` the whole cycle runs on
-  every batch and its losses go into one backward pass (BigNAS/AttentiveNAS): the students see the images the
-  largest subnet saw, and in-place distillation uses its detached outputs at no extra forward, at the memory of the
-  whole cycle.
+  subnet. With a latency `band: [low, high]` (ms, in the units of the latency table `lut:`), every subnet but the
+  largest is drawn inside the band instead (`band_arch`), so training goes to the subnets a search under `high`
+  will choose among, not to the whole space. By default one subnet trains per batch and the trainer's gradient
+  accumulation (`nbs / batch` batches per update) mixes several into each update at the memory of one. With
+  `same_batch: true` the whole cycle runs on every batch and its losses go into one backward pass
+  (BigNAS/AttentiveNAS): the students see the images the largest subnet saw, and in-place distillation uses its
+  detached outputs at no extra forward, at the memory of the whole cycle.
 - **Phases** (once-for-all's progressive shrinking): a list of `[name, epoch fraction]`; `max` trains only the
   largest subnet (the full-network warm-up), each later name makes more choices elastic: a field (`kernel`, `depth`,
   `expand`, `act`, `width`, in every section that has it), `neck` (every neck choice) or `all`. Fields opened one
@@ -59,7 +61,10 @@ DEFAULTS = {
     "zero_init": True,
     "calib_batches": 8,
     "val_min": True,
+    "lut": None,
+    "band": None,
 }
+BAND_TRIES = 64  # random draws per band subnet; the draw nearest the band is taken when none lands inside
 PHASE_WORDS = ("max", "neck", "all")  # besides the space's field names (kernel, depth, expand, ...)
 EPOCH_COLUMNS = ("epoch", "subnet", "batches", "box_loss", "cls_loss", "dfl_loss", "kd_loss", "mAP50", "mAP50-95")
 
@@ -120,10 +125,27 @@ def parse_nas_config(block, source="the model YAML", space=None):
         "zero_init": (lambda v: isinstance(v, bool), "true or false"),
         "calib_batches": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 turns BN recalibration off)"),
         "val_min": (lambda v: isinstance(v, bool), "true or false"),
+        "lut": (
+            lambda v: v is None or (isinstance(v, str) and v.endswith(".json")),
+            "a path to a latency table .json (tools/build_lut.py) or null",
+        ),
+        "band": (
+            lambda v: (
+                v is None
+                or (isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_is_number, v)) and 0 <= v[0] < v[1])
+            ),
+            "null or [low, high] in ms with 0 <= low < high, e.g. [1.4, 1.8]",
+        ),
     }
     for key, (ok, allowed) in checks.items():
         if not ok(cfg[key]):
             raise NASError(f"nas: {key}={cfg[key]!r} in {source} is not allowed; {key} must be {allowed}.")
+    if (cfg["band"] is None) != (cfg["lut"] is None):
+        given, other = ("band", "lut") if cfg["lut"] is None else ("lut", "band")
+        raise NASError(
+            f"nas: {given}={cfg[given]!r} in {source} needs {other}: a latency band is read off a latency table; "
+            "give both (band in the table's ms) or neither."
+        )
     cfg["phases"] = [[name, float(f)] for name, f in cfg["phases"]]
     if space is not None:
         allowed = [*PHASE_WORDS, *dict.fromkeys(f for _, f in fields(space))]
@@ -135,7 +157,29 @@ def parse_nas_config(block, source="the model YAML", space=None):
 
 def cycle(cfg):
     """The subnet kinds one sampler cycle trains (one per batch, or all on each batch with `same_batch`)."""
-    return ["max", "min"] + ["random"] * cfg["num_random"] if cfg["sampler"] == "sandwich" else ["random"]
+    kinds = ["max", "min"] + ["random"] * cfg["num_random"] if cfg["sampler"] == "sandwich" else ["random"]
+    return [k if k == "max" or cfg["band"] is None else "band" for k in kinds]
+
+
+def band_arch(space, band, latency, rng):
+    """A random subnet of `space` whose `latency(arch)` (ms) lies in `band`, or of `BAND_TRIES` draws the nearest.
+
+    A space (a phase's) whose smallest subnet is slower than the band cannot reach it: a plain random draw there, so
+    the phases before the band is reachable shrink as they would without it.
+    """
+    low, high = band
+    if latency(min_arch(space)) > high:
+        return random_arch(space, rng=rng)
+    best, miss = None, math.inf
+    for _ in range(BAND_TRIES):
+        arch = random_arch(space, rng=rng)
+        ms = latency(arch)
+        d = max(low - ms, ms - high, 0.0)
+        if d < miss:
+            best, miss = arch, d
+        if d == 0:
+            break
+    return best
 
 
 def phase_ends(cfg, epochs):
@@ -182,11 +226,12 @@ def opened_fields(space, cfg, epoch, epochs):
     return narrowed(phase_at(cfg, epoch, epochs)) - narrowed(phase_at(cfg, epoch - 1, epochs)) if epoch else set()
 
 
-def sample(space, cfg, seed, epoch, batch_index, batches_per_epoch, epochs=1):
+def sample(space, cfg, seed, epoch, batch_index, batches_per_epoch, epochs=1, latency=None):
     """[(kind, arch)] trained on this batch, largest first: a pure function of its arguments.
 
     One subnet per batch (cycling the sampler's kinds over batches), or the whole cycle with `same_batch`. Within a
-    phase that fixes some choices, subnets equal to the phase's largest are trained once and called 'max'.
+    phase that fixes some choices, subnets equal to the phase's largest are trained once and called 'max'. `latency`
+    (arch -> ms, the `lut:` table's prediction) places the 'band' kind.
     """
     sub = phase_space(space, cfg, phase_at(cfg, epoch, epochs))
     kinds = cycle(cfg)
@@ -203,7 +248,8 @@ def sample(space, cfg, seed, epoch, batch_index, batches_per_epoch, epochs=1):
         elif kind == "min":
             arch = min_arch(sub)
         else:
-            arch = random_arch(sub, rng=random.Random(f"nas_plugin:{seed}:{epoch}:{batch_index}:{j}"))
+            rng = random.Random(f"nas_plugin:{seed}:{epoch}:{batch_index}:{j}")
+            arch = random_arch(sub, rng=rng) if kind == "random" else band_arch(sub, cfg["band"], latency, rng)
         out.setdefault(arch_key(arch), ("max" if arch == largest else kind, arch))
     return list(out.values())
 
@@ -291,6 +337,7 @@ class NASState:
     epoch: int = 0
     val_min: dict = None
     calib: list = None
+    latency: object = None  # arch -> ms from the `lut:` table, for a `band`
 
     def record(self, kind, arch, items, kd):
         """Add one trained subnet's losses (the stock loss items and its distillation loss) to this epoch's logs."""
@@ -331,7 +378,7 @@ def on_pretrain_routine_end(trainer):
         )
     space = supernet.space_from_model(model)
     cfg = parse_nas_config(block, source, space)
-    t.state = state = NASState(cfg, space, t.seed, max_arch(space))
+    t.state = state = NASState(cfg, space, t.seed, max_arch(space), latency=band_latency(model, space, cfg, source))
     wrap_criterion(model, lambda criterion: SupernetCriterion(criterion, model, state))
     if t.start_epoch == 0:  # a resumed run has its trained weights already
         if cfg["init"]:
@@ -361,6 +408,28 @@ def on_pretrain_routine_end(trainer):
         )
     for name, key in (("nas_epochs.csv", "epoch"), ("nas_subnets.csv", "epoch")):  # a resumed run redoes its epoch
         _truncate_csv(t.save_dir / name, key, t.start_epoch + 1)
+
+
+def band_latency(model, space, cfg, source):
+    """`arch -> ms` predicted by the `lut:` table for a `band` (None without one); a table of another supernet, or a
+    band no subnet can reach, is refused before training starts."""
+    if cfg["band"] is None:
+        return None
+    from .lut import load_lut, predict_us
+
+    lut = load_lut(cfg["lut"], supernet.fingerprint(model))
+
+    def latency(arch):
+        return predict_us(lut, space, arch) / 1000
+
+    low, high = cfg["band"]
+    smallest, largest = latency(min_arch(space)), latency(max_arch(space))
+    if high < smallest or low > largest:
+        raise NASError(
+            f"nas: band={cfg['band']!r} in {source} holds no subnet: by {cfg['lut']!r} the subnets run from "
+            f"{smallest:.3f} to {largest:.3f} ms; give a band that overlaps that range."
+        )
+    return latency
 
 
 def zero_init_residuals(model):
@@ -426,7 +495,9 @@ def on_train_batch_start(trainer):
     state = t.state
     if state is None:
         return
-    state.batch = sample(state.space, state.cfg, state.seed, t.epoch, state.batch_index, t.batches_per_epoch, t.epochs)
+    state.batch = sample(
+        state.space, state.cfg, state.seed, t.epoch, state.batch_index, t.batches_per_epoch, t.epochs, state.latency
+    )
     supernet.set_arch(t.model, state.batch[0][1])
 
 

@@ -45,6 +45,17 @@ from nas_plugin.training import cycle, distillation_loss, parse_nas_config, phas
         ({"phases": [["max", 0.5], ["kernel", 0.0], ["all", 0.5]]}, "fractions > 0"),
         ({"phases": "max"}, "nas: phases='max' in y.yaml is not allowed"),
         ({"samplr": "uniform"}, "unknown nas: option(s) ['samplr'] in y.yaml; allowed options are"),
+        (
+            {"band": [1.0, 2.0]},
+            "nas: band=[1.0, 2.0] in y.yaml needs lut: a latency band is read off a latency table; give both",
+        ),
+        ({"lut": "lut.json"}, "nas: lut='lut.json' in y.yaml needs band"),
+        (
+            {"band": [2.0, 1.0], "lut": "lut.json"},
+            "nas: band=[2.0, 1.0] in y.yaml is not allowed; band must be null or [low, high] in ms with 0 <= low < "
+            "high",
+        ),
+        ({"band": [1.0, 2.0], "lut": "lut.csv"}, "lut must be a path to a latency table .json"),
     ],
 )
 def test_bad_nas_options_are_named(block, message):
@@ -106,6 +117,24 @@ def test_phases_switch_at_their_epochs_and_widen_the_space(space):
     assert {u["width"] for a in depth_phase for s in ("backbone", "head") for u in a[s]} == {1.0}  # width not yet
     assert {u["act"] for a in depth_phase for u in a["head"] if "act" in u} == {largest["head"][0]["act"]}
     assert sample(space, cfg, 0, 9, 0, 5, epochs=10)[1] == ("min", S.min_arch(space))  # the last phase is the space
+
+
+def test_band_sampler_draws_every_subnet_but_the_largest_inside_the_band(space):
+    def latency(arch):  # a stand-in for a table: grows with every choice's index
+        return float(sum(S.encode(space, arch)))
+
+    top = latency(S.max_arch(space))
+    band = [0.3 * top, 0.4 * top]
+    cfg = parse_nas_config({"band": band, "lut": "lut.json", "phases": [["kernel", 0.5], ["all", 0.5]]}, "y", space)
+    assert cycle(cfg) == ["max", "band", "band", "band"]
+    drawn = [sample(space, cfg, 0, 1, i, 8, epochs=2, latency=latency) for i in range(8)]
+    assert [b[0][0] for b in drawn] == ["max", "band", "band", "band"] * 2
+    bands = [a for b in drawn for k, a in b if k == "band"]
+    assert all(band[0] <= latency(a) <= band[1] for a in bands) and len({S.arch_key(a) for a in bands}) == 6
+    # the kernel phase's smallest subnet is slower than the band: plain random draws there, as without a band
+    plain = parse_nas_config({"phases": [["kernel", 0.5], ["all", 0.5]]}, "y", space)
+    plain_random = [sample(space, plain, 0, 0, i, 8, 2)[0][1] for i in (2, 3)]  # the sandwich's without a band
+    assert [sample(space, cfg, 0, 0, i, 8, 2, latency)[0][1] for i in (2, 3)] == plain_random
 
 
 def test_two_samplers_with_the_same_seed_agree(space):
@@ -184,6 +213,42 @@ def test_yolo_train_runs_the_sandwich_with_distillation(tiny_data, tmp_path):
     assert all(float(r["kd_loss"]) == 0 for r in rows if r["subnet"] == "max")
     assert all(float(r["kd_loss"]) > 0 for r in rows if r["subnet"] != "max")
     assert all(r["mAP50-95"] != "" for r in rows if r["subnet"] in ("max", "min"))
+
+
+def test_yolo_train_with_a_latency_band_trains_the_band_and_refuses_one_no_subnet_reaches(tiny_data, tmp_path):
+    from nas_plugin.backends import get_backend
+    from nas_plugin.lut import predict_us
+    from nas_plugin.lut_build import build_lut
+    from nas_plugin.supernet import load_supernet, space_from_model
+
+    base = tmp_path / "tiny-supernet.yaml"
+    base.write_text(TINY_SUPERNET.format(nc=6))
+    model = load_supernet(base)
+    space = space_from_model(model)
+    lut_path = tmp_path / "lut.json"
+    lut = build_lut(model, 64, get_backend("openvino"), lut_path, calib_subnets=0, rounds=1)
+
+    def ms(arch):
+        return predict_us(lut, space, arch) / 1000
+
+    low, high = ms(S.min_arch(space)), ms(S.max_arch(space))
+    band = [round(low + (high - low) / 3, 4), round(low + 2 * (high - low) / 3, 4)]
+    for name, b in (("band", band), ("far", [round(2 * high, 4), round(3 * high, 4)])):
+        cfg = tmp_path / f"tiny-{name}-supernet.yaml"
+        cfg.write_text(f"nas:\n  lut: {lut_path}\n  band: {b}\n  phases: [[all, 1.0]]\n" + base.read_text())
+        proc = yolo(*_train_args(tiny_data, tmp_path, name, 2, cfg), cwd=tmp_path)
+        if name == "far":
+            assert proc.returncode != 0 and not (tmp_path / name / "weights" / "last.pt").exists()
+            assert (
+                f"nas: band={b!r} in {cfg} holds no subnet: by '{lut_path}' the subnets run from "
+                f"{low:.3f} to {high:.3f} ms; give a band that overlaps that range."
+            ) in proc.output
+            continue
+        assert proc.returncode == 0, proc.output
+        assert "one subnet per batch cycling ['max', 'band', 'band', 'band']" in proc.output
+        rows = _rows(tmp_path / name / "nas_subnets.csv")
+        trained = [S.decode(space, [int(c) for c in r["arch_code"]]) for r in rows if r["subnet"] == "band"]
+        assert len(trained) == 3 and all(band[0] <= ms(a) <= band[1] for a in trained)
 
 
 def test_nas_block_on_a_static_model_is_refused_at_start(supernet, space, tiny_data, tmp_path):
