@@ -364,6 +364,7 @@ def main(argv=None):
         },
         "searched": {f"{share:g}": row for share, (_, row) in searched.items()},
         "supernet_epochs": supernet_epochs,
+        "supernet_recipe": supernet.yaml.get("nas"),  # its nas: block (phases, band, ...) as trained
         "supernet_cpu_min": supernet_min,
         "rows": table,
         "timing_check": {"start_vs_yolov8n": start, "final_vs_yolov8n": final, "agree": moved <= TIMINGS_AGREE},
