@@ -195,6 +195,7 @@ def run_search_job(
             f"--latency-budget {latency_budget} ms is below the smallest subnet's predicted latency {smallest:.3f} ms; "
             "no subnet of this supernet can meet it."
         )
+    _warn_outside_band(supernet, table, latency_budget, LOGGER)
     evaluator_args = dict(
         data=data,
         imgsz=imgsz,
@@ -291,6 +292,25 @@ def run_search_job(
         f"copied to {out / 'best'}"
     )
     return front, best
+
+
+def _warn_outside_band(supernet, table, latency_budget, logger):
+    """Say so when the budget lies outside the latency band the supernet was trained for (its `nas: band`): subnets
+    there had less training. Compared only in the band's own units, when its table was measured as this one."""
+    nas = supernet.yaml.get("nas") or {}
+    band, band_lut = nas.get("band"), nas.get("lut")
+    if latency_budget is None or not band or not band_lut or not Path(band_lut).is_file():
+        return
+    try:
+        band_meta = load_lut(band_lut)["meta"]
+    except NASError:
+        return
+    if band_meta == table["meta"] and not band[0] <= latency_budget <= band[1]:
+        logger.warning(
+            f"search: --latency-budget {latency_budget} ms lies outside the band {band} ms this supernet was trained "
+            "for (its nas: band); subnets near the budget trained less: search inside the band, or train the "
+            "supernet with a band around this budget."
+        )
 
 
 def timed_front(supernet, front, models, table):

@@ -177,6 +177,20 @@ def test_search_tool_end_to_end(tiny_search_inputs, tiny_data, tmp_path):
         assert abs(metrics.box.map - row["map50_95"]) < 0.005 and abs(metrics.box.map50 - row["map50"]) < 0.005
 
 
+def test_a_budget_outside_the_supernets_training_band_is_warned_of(tiny_search_inputs, tiny_data, tmp_path):
+    yaml_path, lut = tiny_search_inputs
+    banded = tmp_path / "tiny-band-supernet.yaml"
+    banded.write_text(f"nas:\n  lut: {lut}\n  band: [0.001, 0.002]\n" + yaml_path.read_text())
+    big = ["--latency-budget", 1000, "--generations", 1]
+    proc = tool("search.py", *_args((banded, lut), tiny_data, tmp_path / "s", *big), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "search: --latency-budget 1000.0 ms lies outside the band [0.001, 0.002] ms this supernet was trained" in (
+        proc.stdout + proc.stderr
+    )
+    plain = tool("search.py", *_args(tiny_search_inputs, tiny_data, tmp_path / "p", *big), cwd=tmp_path)
+    assert plain.returncode == 0 and "outside the band" not in plain.stdout + plain.stderr
+
+
 def test_infeasible_budget_says_so_and_fails(tiny_search_inputs, tiny_data, tmp_path):
     proc = tool(
         "search.py", *_args(tiny_search_inputs, tiny_data, tmp_path / "s", "--params-budget", 1e-6), cwd=tmp_path
