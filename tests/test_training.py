@@ -233,22 +233,26 @@ def test_yolo_train_with_a_latency_band_trains_the_band_and_refuses_one_no_subne
 
     low, high = ms(S.min_arch(space)), ms(S.max_arch(space))
     band = [round(low + (high - low) / 3, 4), round(low + 2 * (high - low) / 3, 4)]
-    for name, b in (("band", band), ("far", [round(2 * high, 4), round(3 * high, 4)])):
+
+    def train(name, b):
         cfg = tmp_path / f"tiny-{name}-supernet.yaml"
         cfg.write_text(f"nas:\n  lut: {lut_path}\n  band: {b}\n  phases: [[all, 1.0]]\n" + base.read_text())
-        proc = yolo(*_train_args(tiny_data, tmp_path, name, 2, cfg), cwd=tmp_path)
-        if name == "far":
-            assert proc.returncode != 0 and not (tmp_path / name / "weights" / "last.pt").exists()
-            assert (
-                f"nas: band={b!r} in {cfg} holds no subnet: by '{lut_path}' the subnets run from "
-                f"{low:.3f} to {high:.3f} ms; give a band that overlaps that range."
-            ) in proc.output
-            continue
-        assert proc.returncode == 0, proc.output
-        assert "one subnet per batch cycling ['max', 'band', 'band', 'band']" in proc.output
-        rows = _rows(tmp_path / name / "nas_subnets.csv")
-        trained = [S.decode(space, [int(c) for c in r["arch_code"]]) for r in rows if r["subnet"] == "band"]
-        assert len(trained) == 3 and all(band[0] <= ms(a) <= band[1] for a in trained)
+        return cfg, yolo(*_train_args(tiny_data, tmp_path, name, 2, cfg), cwd=tmp_path)
+
+    _, proc = train("band", band)
+    assert proc.returncode == 0, proc.output
+    assert "one subnet per batch cycling ['max', 'band', 'band', 'band']" in proc.output
+    rows = _rows(tmp_path / "band" / "nas_subnets.csv")
+    trained = [S.decode(space, [int(c) for c in r["arch_code"]]) for r in rows if r["subnet"] == "band"]
+    assert len(trained) == 3 and all(band[0] <= ms(a) <= band[1] for a in trained)
+
+    far = [round(2 * high, 4), round(3 * high, 4)]
+    cfg, proc = train("far", far)
+    assert proc.returncode != 0 and not (tmp_path / "far" / "weights" / "last.pt").exists()
+    assert (
+        f"nas: band={far!r} in {cfg} holds no subnet: by '{lut_path}' the subnets run from "
+        f"{low:.3f} to {high:.3f} ms; give a band that overlaps that range."
+    ) in proc.output
 
 
 def test_nas_block_on_a_static_model_is_refused_at_start(supernet, space, tiny_data, tmp_path):
