@@ -9,7 +9,9 @@
 Reads what `bench_fidelity.py --name NAME` left in `--work` (the preset dataset, the trained supernet, stock YOLOv8n
 trained alone) and:
 1. times stock YOLOv8n, YOLO11n and YOLO26n (this dataset's class count) in the latency table's units (relative to
-   its reference subnet, interleaved), so shares of YOLOv8n's latency (`--budgets`) are the searches' budgets;
+   its reference subnet, interleaved), so shares of YOLOv8n's latency (`--budgets`) are the searches' budgets; once
+   per table: kept beside it (`<table>_stock_nc<N>.json`), so re-runs and the benches of other supernets on the same
+   table search under the same budget (time the table and this step on an idle machine; delete the file to re-time);
 2. runs `tools/search.py` under each budget;
 3. trains, once per seed, with the same hyperparameters: YOLOv8n, YOLO11n and YOLO26n (`--scratch`) from scratch for
    `--epochs`;
@@ -58,6 +60,25 @@ def stock_model(cfg, nc):
     from nas_plugin.integration import detection_model, read_model_yaml
 
     return detection_model({**read_model_yaml(cfg), "nc": nc})
+
+
+def stock_latency(supernet, lut, lut_path, nc, backend):
+    """{stock model: latency in `lut`'s units}, timed against the table's reference on first use and kept beside the
+    table, so every bench on one table searches under one budget (a budget timed on a busy machine moves)."""
+    from nas_plugin.files import write_json
+    from nas_plugin.timing import measure_models
+
+    cache = lut_path.with_name(f"{lut_path.stem}_stock_nc{nc}.json")
+    key = {"lut_date": lut["meta"]["date"], "fingerprint": lut["meta"]["fingerprint"]}
+    found = json.loads(cache.read_text()) if cache.is_file() else {}
+    if {k: found.get(k) for k in key} == key:
+        print(f"stock models' latency as first timed for this table: {cache}", flush=True)
+        return found["stock_ms"]
+    models = [stock_model(c, nc) for c in STOCK.values()]
+    timed = measure_models(supernet, models, lut, backend, desc="stock models")
+    stock_ms = {name: s["median_us"] / 1000 for name, s in zip(STOCK, timed)}
+    write_json(cache, {**key, "stock_ms": stock_ms})
+    return stock_ms
 
 
 def main(argv=None):
@@ -113,7 +134,7 @@ def main(argv=None):
     )
     from nas_plugin.search import CALIB_BATCHES
     from nas_plugin.supernet import fingerprint, load_supernet, named_archs
-    from nas_plugin.timing import measure_interleaved, measure_models, model_onnx
+    from nas_plugin.timing import measure_interleaved, model_onnx
 
     train_args, finetune_args = (
         parse_train_args(args.train_args),
@@ -143,13 +164,7 @@ def main(argv=None):
     lut = load_lut(lut_path, fingerprint(supernet), args.imgsz)
     backend = get_backend("openvino", "CPU", "f32")
 
-    stock_ms = {
-        name: s["median_us"] / 1000
-        for name, s in zip(
-            STOCK,
-            measure_models(supernet, [stock_model(c, nc) for c in STOCK.values()], lut, backend, desc="stock models"),
-        )
-    }
+    stock_ms = stock_latency(supernet, lut, lut_path, nc, backend)
     shares = [float(v) for v in args.budgets.split(",")]
     if not shares or any(not 0 < v <= 2 for v in shares):
         raise SystemExit(f"--budgets takes shares of YOLOv8n's latency in (0, 2], got {args.budgets!r}.")

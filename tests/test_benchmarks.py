@@ -68,3 +68,27 @@ def test_fidelity_benchmark_runs_end_to_end_and_reuses_finished_trainings(tmp_pa
     assert fast.returncode == 0, fast.output
     assert "trainings (2 at a time)" not in fast.output and not (tmp_path / "results" / "fidelity_fast.json").exists()
     assert "lr0: 0.02" in (tmp_path / "work" / "fast" / "supernet" / "args.yaml").read_text()
+
+
+def test_vs_yolo_times_the_stock_models_once_per_table(tmp_path, monkeypatch):
+    import nas_plugin.timing
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import bench_vs_yolo
+
+    calls = []
+
+    def fake_measure(supernet, models, lut, backend, desc):
+        calls.append(len(models))
+        return [{"median_us": 1000.0 * (i + 2)} for i in range(len(models))]
+
+    monkeypatch.setattr(nas_plugin.timing, "measure_models", fake_measure)
+    lut_path = tmp_path / "lut.json"
+    lut = {"meta": {"date": "2026-12-02T10:00:00", "fingerprint": "abc"}}
+    first = bench_vs_yolo.stock_latency(None, lut, lut_path, 6, None)
+    assert first == {"YOLOv8n": 2.0, "YOLO11n": 3.0, "YOLO26n": 4.0} and calls == [3]
+    assert bench_vs_yolo.stock_latency(None, lut, lut_path, 6, None) == first and calls == [3]  # the kept budget
+    assert (tmp_path / "lut_stock_nc6.json").is_file()
+    rebuilt = {"meta": {**lut["meta"], "date": "2026-12-02T11:00:00"}}
+    bench_vs_yolo.stock_latency(None, rebuilt, lut_path, 6, None)
+    assert calls == [3, 3]  # a rebuilt table is timed afresh
