@@ -142,6 +142,7 @@ def main(argv=None):
         parse_train_args,
         run_name,
         run_trainings,
+        stack_versions,
         train_command,
         train_seconds,
     )
@@ -296,6 +297,7 @@ def main(argv=None):
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or 'cpu'}",
         "command": " ".join(["python", "benchmarks/bench_fidelity.py", *(argv if argv is not None else sys.argv[1:])]),
+        "versions": stack_versions(),
         "settings": vars(args),
         "recipe": parse_nas_config(recipe, "--recipe"),
         "kendall_tau": tau,

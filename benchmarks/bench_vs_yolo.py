@@ -128,6 +128,7 @@ def main(argv=None):
         run_name,
         run_trainings,
         split_metrics,
+        stack_versions,
         train_args_tag,
         train_command,
         train_seconds,
@@ -371,6 +372,7 @@ def main(argv=None):
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {backend.info['device_name']}",
         "command": " ".join(["python", "benchmarks/bench_vs_yolo.py", *(argv if argv is not None else sys.argv[1:])]),
+        "versions": stack_versions(),
         "settings": vars(args),
         "stock_latency_table_ms": stock_ms,
         "budgets": {  # what each search ran under: a reused one was timed in an earlier run

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import platform
 import re
 import subprocess
 import tempfile
@@ -29,6 +30,23 @@ def train_command(yolo, run_dir, model, data, **args):
         return [str(yolo), "train", "resume", f"model={last}"]
     args = {"data": data, **args, "project": run_dir.parent, "name": run_dir.name, "exist_ok": True}
     return [str(yolo), "train", f"model={model}", *(f"{k}={v}" for k, v in args.items())]
+
+
+TRAINING_STACK = ("torch", "torchvision", "ultralytics", "numpy", "opencv-python", "openvino")
+
+
+def stack_versions():
+    """{package: version} of what trains and times here: benchmark results record it, since the same command and
+    seed have scored differently in sessions on fresh installs."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for name in TRAINING_STACK:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
 
 
 BENCHMARK_SETS = ("data", "model", "project", "name", "exist_ok", "epochs", "seed", "imgsz", "batch")

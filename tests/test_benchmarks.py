@@ -54,6 +54,7 @@ def test_fidelity_benchmark_runs_end_to_end_and_reuses_finished_trainings(tmp_pa
     ) == 2
     assert result["recipe"]["phases"] == [["max", 0.5], ["all", 0.5]] and result["supernet_epochs"] == 2
     assert {"kendall_tau", "spearman", "tau_noise_ceiling", "supernet_cpu_min", "standalone_cpu_min"} <= set(result)
+    assert result["versions"]["torch"] and result["versions"]["ultralytics"]  # what trained it
     nas_log = (tmp_path / "work" / "tiny" / "supernet" / "nas_subnets.csv").read_text().splitlines()
     assert {line.split(",")[2] for line in nas_log[1:] if line.startswith("1,")} == {"max"}  # the warm-up phase ran
 
