@@ -5,6 +5,7 @@
         [--budgets 1.0,0.5] [--epochs 30] [--seeds 2] [--batch 32] [--population 30] [--generations 10] [--jobs 2]
         [--rounds 20] [--timings 3] [--train-args "optimizer=AdamW lr0=0.002"]
         [--equal-training YOLOv8n,YOLO11n,YOLO26n] [--scratch YOLOv8n,YOLO11n,YOLO26n] [--finetune-args "..."]
+        [--seeds-for "searched (b)=2,YOLOv8n 90 ep=2"]
 
 Reads what `bench_fidelity.py --name NAME` left in `--work` (the preset dataset, the trained supernet, stock YOLOv8n
 trained alone) and:
@@ -34,6 +35,8 @@ here (train the supernet with the same: `bench_fidelity.py --train-args ... --su
 and result files are named after them. `--finetune-args` adds arguments to the fine-tuning rows ((b), YOLOv8n (b)) only:
 fine-tuning from trained weights may want other settings than training from scratch (Ultralytics itself starts the
 bias warm-up at 0 instead of 0.1 when it picks AdamW), and the stock rows keep the settings that suit them.
+`--seeds-for` gives named rows more (or fewer) seeds than `--seeds`: the rows a claim rests on get a second seed
+without retraining every row.
 """
 
 import argparse
@@ -81,6 +84,17 @@ def stock_latency(supernet, lut, lut_path, nc, backend):
     return stock_ms
 
 
+def row_seeds(spec, rows):
+    """{row: seed count} from `--seeds-for` "ROW=N,...", checked against the bench's rows."""
+    counts = {}
+    for item in filter(None, (v.strip() for v in spec.split(","))):
+        name, _, count = item.rpartition("=")
+        if name not in rows or not count.isdigit() or int(count) < 1:
+            raise SystemExit(f"--seeds-for takes ROW=N with N >= 1 and ROW one of {', '.join(rows)}; got {item!r}.")
+        counts[name] = int(count)
+    return counts
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", default="runs/bench_fidelity", help="the --work of bench_fidelity.py")
@@ -90,6 +104,7 @@ def main(argv=None):
     p.add_argument("--budgets", default="1.0", help="latency budgets as shares of YOLOv8n's, comma-separated")
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--seeds-for", default="", help='seeds of named rows, overriding --seeds: "ROW=N,..."')
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--population", type=int, default=30)
     p.add_argument("--generations", type=int, default=10)
@@ -174,48 +189,13 @@ def main(argv=None):
     def tag(share):  # names the runs of a budget; 1.0 keeps the names of runs from before --budgets
         return "" if share == 1.0 else f"_x{share:g}"
 
-    searched = {}  # share -> (search dir, its best front row)
-    for share in shares:
-        budget = share * stock_ms["YOLOv8n"]
-        search = work / args.name / f"search_v8n{tag(share)}"
-        if not (search / "best" / "model.pt").is_file():
-            print(f"search under {share:g} x YOLOv8n's latency: {budget:.3f} ms", flush=True)
-            cmd = [
-                sys.executable,
-                ROOT / "tools" / "search.py",
-                "--weights",
-                weights,
-                "--data",
-                data,
-                "--lut",
-                lut_path,
-                "--latency-budget",
-                f"{budget:.4f}",
-                "--population",
-                args.population,
-                "--generations",
-                args.generations,
-                "--out",
-                search,
-                *(["--resume"] if (search / "history.csv").exists() else []),
-            ]
-            subprocess.run(list(map(str, cmd)), check=True)
-        best_arch = json.loads((search / "best" / "arch.json").read_text())
-        front = json.loads((search / "pareto.json").read_text())["front"]
-        searched[share] = (search, next(r for r in front if r["arch"] == best_arch))
-
     inherited_v8n, v8n_arch = work / args.name / "yolov8n_inherited", named_archs(supernet).get("yolov8n")
-    if v8n_arch and not (inherited_v8n / "model.pt").is_file():  # BN recalibrated as the search does
-        calib = calibration_batches(check_dataset(data, supernet), args.imgsz, 16, CALIB_BATCHES)
-        save_subnet(
-            supernet, v8n_arch, inherited_v8n, source=str(weights), calib=calib, train_args={"imgsz": args.imgsz}
-        )
-
+    search_dirs = {share: work / args.name / f"search_v8n{tag(share)}" for share in shares}
     common = dict(imgsz=args.imgsz, batch=args.batch, workers=0, device="cpu", plots=False)  # epochs: per row
     common.update(train_args)
     total = supernet_epochs + args.epochs
     searched_rows = {}
-    for share, (search, _) in searched.items():
+    for share, search in search_dirs.items():
         label = f"searched{tag(share).replace('_', ' ')}"
         under = f"searched under {share:g} x YOLOv8n's latency"
         searched_rows[f"{label} (a)"] = (
@@ -255,7 +235,7 @@ def main(argv=None):
                     finetune_args,
                 )
             }
-            if inherited_v8n.is_dir()
+            if v8n_arch
             else {}
         ),
         **{
@@ -272,9 +252,46 @@ def main(argv=None):
             if name in long_stock
         },
     }
+    seeds = {name: args.seeds for name in rows} | row_seeds(args.seeds_for, rows)
+
+    searched = {}  # share -> (search dir, its best front row)
+    for share, search in search_dirs.items():
+        budget = share * stock_ms["YOLOv8n"]
+        if not (search / "best" / "model.pt").is_file():
+            print(f"search under {share:g} x YOLOv8n's latency: {budget:.3f} ms", flush=True)
+            cmd = [
+                sys.executable,
+                ROOT / "tools" / "search.py",
+                "--weights",
+                weights,
+                "--data",
+                data,
+                "--lut",
+                lut_path,
+                "--latency-budget",
+                f"{budget:.4f}",
+                "--population",
+                args.population,
+                "--generations",
+                args.generations,
+                "--out",
+                search,
+                *(["--resume"] if (search / "history.csv").exists() else []),
+            ]
+            subprocess.run(list(map(str, cmd)), check=True)
+        best_arch = json.loads((search / "best" / "arch.json").read_text())
+        front = json.loads((search / "pareto.json").read_text())["front"]
+        searched[share] = (search, next(r for r in front if r["arch"] == best_arch))
+
+    if v8n_arch and not (inherited_v8n / "model.pt").is_file():  # BN recalibrated as the search does
+        calib = calibration_batches(check_dataset(data, supernet), args.imgsz, 16, CALIB_BATCHES)
+        save_subnet(
+            supernet, v8n_arch, inherited_v8n, source=str(weights), calib=calib, train_args={"imgsz": args.imgsz}
+        )
+
     runs, dirs = {}, {}
     for name, (_, _, folder, stem, model, epochs, own) in rows.items():
-        for seed in range(args.seeds):
+        for seed in range(seeds[name]):
             d = work / folder / run_name(stem, epochs, {**train_args, **own}, seed)
             dirs[name, seed] = d
             runs[f"{name} seed {seed}"] = train_command(
@@ -299,10 +316,10 @@ def main(argv=None):
 
     table = []
     for (name, (how, epochs, *_)), timed, net in zip(rows.items(), ratios.T, nets):
-        maps = [final_metrics(dirs[name, seed])[0] for seed in range(args.seeds)]
+        maps = [final_metrics(dirs[name, seed])[0] for seed in range(seeds[name])]
         tests = [
             split_metrics(dirs[name, seed], data, "test", args.imgsz)[0]
-            for seed in range(args.seeds if has_test else 0)
+            for seed in range(seeds[name] if has_test else 0)
         ]
         table.append(
             {
@@ -325,7 +342,7 @@ def main(argv=None):
                 "latency_vs_yolov8n": round(float(np.median(timed)), 3),
                 "latency_vs_yolov8n_timings": [round(float(v), 3) for v in timed],
                 "cpu_min": round(
-                    sum(train_seconds(dirs[name, seed]) for seed in range(args.seeds)) / args.seeds / 60, 1
+                    sum(train_seconds(dirs[name, seed]) for seed in range(seeds[name])) / seeds[name] / 60, 1
                 ),
             }
         )
@@ -334,9 +351,10 @@ def main(argv=None):
         if r["model"].endswith("(b)"):  # (b) carries the supernet's training
             r["cpu_min"] = round(r["cpu_min"] + supernet_min, 1)
 
+    seeds_note = f" ({args.seeds_for})" if args.seeds_for else ""
     print(
         f"\nOpenVINO {backend.info['version']} CPU f32 ({backend.info['device_name']}), "
-        f"imgsz {args.imgsz}, batch {args.batch}, {args.seeds} seeds{args_note}{finetune_note}"
+        f"imgsz {args.imgsz}, batch {args.batch}, {args.seeds} seeds{seeds_note}{args_note}{finetune_note}"
     )
     print(
         f"{'model':>16} {'epochs':>6} {'CPU min':>7} {'params M':>8} {'mAP50-95':>9} {'spread':>7} "

@@ -93,3 +93,17 @@ def test_vs_yolo_times_the_stock_models_once_per_table(tmp_path, monkeypatch):
     rebuilt = {"meta": {**lut["meta"], "date": "2026-12-02T11:00:00"}}
     bench_vs_yolo.stock_latency(None, rebuilt, lut_path, 6, None)
     assert calls == [3, 3]  # a rebuilt table is timed afresh
+
+
+def test_vs_yolo_seeds_for_names_rows_and_refuses_unknown_ones(monkeypatch):
+    import pytest
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import bench_vs_yolo
+
+    rows = {"YOLOv8n": (), "searched (b)": (), "YOLOv8n 90 ep": ()}
+    assert bench_vs_yolo.row_seeds("searched (b)=2, YOLOv8n 90 ep=3", rows) == {"searched (b)": 2, "YOLOv8n 90 ep": 3}
+    assert bench_vs_yolo.row_seeds("", rows) == {}
+    for bad in ("searched=2", "searched (b)=0", "searched (b)"):
+        with pytest.raises(SystemExit, match=r"--seeds-for takes ROW=N .*YOLOv8n 90 ep; got"):
+            bench_vs_yolo.row_seeds(bad, rows)
