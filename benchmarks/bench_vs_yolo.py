@@ -254,7 +254,7 @@ def main(argv=None):
     }
     seeds = {name: args.seeds for name in rows} | row_seeds(args.seeds_for, rows)
 
-    searched = {}  # share -> (search dir, its best front row)
+    searched = {}  # share -> its search's best front row
     for share, search in search_dirs.items():
         budget = share * stock_ms["YOLOv8n"]
         if not (search / "best" / "model.pt").is_file():
@@ -281,7 +281,7 @@ def main(argv=None):
             subprocess.run(list(map(str, cmd)), check=True)
         best_arch = json.loads((search / "best" / "arch.json").read_text())
         front = json.loads((search / "pareto.json").read_text())["front"]
-        searched[share] = (search, next(r for r in front if r["arch"] == best_arch))
+        searched[share] = next(r for r in front if r["arch"] == best_arch)
 
     if v8n_arch and not (inherited_v8n / "model.pt").is_file():  # BN recalibrated as the search does
         calib = calibration_batches(check_dataset(data, supernet), args.imgsz, 16, CALIB_BATCHES)
@@ -395,9 +395,9 @@ def main(argv=None):
         "stock_latency_table_ms": stock_ms,
         "budgets": {  # what each search ran under: a reused one was timed in an earlier run
             f"{share:g}": json.loads((search / "search_args.json").read_text())["latency_budget"]
-            for share, (search, _) in searched.items()
+            for share, search in search_dirs.items()
         },
-        "searched": {f"{share:g}": row for share, (_, row) in searched.items()},
+        "searched": {f"{share:g}": row for share, row in searched.items()},
         "supernet_epochs": supernet_epochs,
         "supernet_recipe": supernet.yaml.get("nas"),  # its nas: block (phases, band, ...) as trained
         "supernet_cpu_min": supernet_min,
