@@ -36,7 +36,8 @@ and result files are named after them. `--finetune-args` adds arguments to the f
 fine-tuning from trained weights may want other settings than training from scratch (Ultralytics itself starts the
 bias warm-up at 0 instead of 0.1 when it picks AdamW), and the stock rows keep the settings that suit them.
 `--seeds-for` gives named rows more (or fewer) seeds than `--seeds`: the rows a claim rests on get a second seed
-without retraining every row.
+without retraining every row, and `ROW=0` leaves a row out (a second supernet seed may need only (b) and YOLOv8n
+trained as long); latency is timed against YOLOv8n trained or, where its row is left out, untrained.
 """
 
 import argparse
@@ -85,12 +86,14 @@ def stock_latency(supernet, lut, lut_path, nc, backend):
 
 
 def row_seeds(spec, rows):
-    """{row: seed count} from `--seeds-for` "ROW=N,...", checked against the bench's rows."""
+    """{row: seed count} from `--seeds-for` "ROW=N,...", checked against the bench's rows; 0 leaves a row out."""
     counts = {}
     for item in filter(None, (v.strip() for v in spec.split(","))):
         name, _, count = item.rpartition("=")
-        if name not in rows or not count.isdigit() or int(count) < 1:
-            raise SystemExit(f"--seeds-for takes ROW=N with N >= 1 and ROW one of {', '.join(rows)}; got {item!r}.")
+        if name not in rows or not count.isdigit():
+            raise SystemExit(
+                f"--seeds-for takes ROW=N with N >= 0 (0: left out) and ROW one of {', '.join(rows)}; got {item!r}."
+            )
         counts[name] = int(count)
     return counts
 
@@ -122,7 +125,7 @@ def main(argv=None):
     p.add_argument(
         "--scratch",
         default=",".join(STOCK),
-        help="stock models trained from scratch for --epochs (YOLOv8n among them: every latency is timed against it)",
+        help="stock models trained from scratch for --epochs (YOLOv8n left out is timed untrained as the reference)",
     )
     args = p.parse_args(argv)
     if args.timings < 1:
@@ -165,8 +168,6 @@ def main(argv=None):
     ):
         if any(v not in STOCK for v in names):
             raise SystemExit(f"{flag} takes stock models from {', '.join(STOCK)}, got {given!r}.")
-    if "YOLOv8n" not in short_stock:
-        raise SystemExit(f"--scratch needs YOLOv8n (every latency is timed against it), got {args.scratch!r}.")
     work = Path(args.work).resolve()
     data = work / "data" / "data.yaml"
     supernet_dir = work / args.name / "supernet"
@@ -253,6 +254,7 @@ def main(argv=None):
         },
     }
     seeds = {name: args.seeds for name in rows} | row_seeds(args.seeds_for, rows)
+    rows = {name: row for name, row in rows.items() if seeds[name]}
 
     searched = {}  # share -> its search's best front row
     for share, search in search_dirs.items():
@@ -301,7 +303,7 @@ def main(argv=None):
     run_trainings(runs, args.jobs)
 
     nets = [Model(str(dirs[name, 0] / "weights" / "best.pt")).model.float() for name in rows]
-    untrained = [name for name in STOCK if name not in rows]  # timed for the check below only (weights: same latency)
+    untrained = [name for name in STOCK if name not in rows]  # timed for the check below (weights: same latency)
     with tempfile.TemporaryDirectory() as tmp:
         onnx = []
         for i, net in enumerate([*nets, *(stock_model(STOCK[name], nc) for name in untrained)]):
@@ -310,7 +312,7 @@ def main(argv=None):
         ratios = np.array(  # [timing, model], in units of YOLOv8n's latency: every model is timed against it
             [
                 [s["median_us"] / 1000 for s in measure_interleaved(backend, onnx, (ref, 1000.0), rounds=args.rounds)]
-                for ref in (backend.compile(*onnx[0]) for _ in range(args.timings))
+                for ref in (backend.compile(*onnx[[*rows, *untrained].index("YOLOv8n")]) for _ in range(args.timings))
             ]
         )
 
