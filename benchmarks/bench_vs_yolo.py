@@ -85,9 +85,9 @@ def stock_latency(supernet, lut, lut_path, nc, backend):
     return stock_ms
 
 
-def row_seeds(spec, rows):
-    """{row: seed count} from `--seeds-for` "ROW=N,...", checked against the bench's rows; 0 leaves a row out."""
-    counts = {}
+def row_seeds(spec, rows, default):
+    """{row: seed count}: `default`, or N from `--seeds-for` "ROW=N,..." (0 leaves a row out); one row must stay."""
+    counts = dict.fromkeys(rows, default)
     for item in filter(None, (v.strip() for v in spec.split(","))):
         name, _, count = item.rpartition("=")
         if name not in rows or not count.isdigit():
@@ -95,6 +95,8 @@ def row_seeds(spec, rows):
                 f"--seeds-for takes ROW=N with N >= 0 (0: left out) and ROW one of {', '.join(rows)}; got {item!r}."
             )
         counts[name] = int(count)
+    if not any(counts.values()):
+        raise SystemExit(f"--seeds {default} with --seeds-for {spec!r} leaves every row out; give one row a seed.")
     return counts
 
 
@@ -253,7 +255,7 @@ def main(argv=None):
             if name in long_stock
         },
     }
-    seeds = {name: args.seeds for name in rows} | row_seeds(args.seeds_for, rows)
+    seeds = row_seeds(args.seeds_for, rows, args.seeds)
     rows = {name: row for name, row in rows.items() if seeds[name]}
 
     searched = {}  # share -> its search's best front row

@@ -102,9 +102,12 @@ def test_vs_yolo_seeds_for_names_rows_and_refuses_unknown_ones(monkeypatch):
     import bench_vs_yolo
 
     rows = {"YOLOv8n": (), "searched (b)": (), "YOLOv8n 90 ep": ()}
-    assert bench_vs_yolo.row_seeds("searched (b)=2, YOLOv8n 90 ep=3", rows) == {"searched (b)": 2, "YOLOv8n 90 ep": 3}
-    assert bench_vs_yolo.row_seeds("", rows) == {}
-    assert bench_vs_yolo.row_seeds("YOLOv8n=0", rows) == {"YOLOv8n": 0}  # left out: timed untrained
+    given = bench_vs_yolo.row_seeds("searched (b)=2, YOLOv8n 90 ep=3", rows, 1)
+    assert given == {"YOLOv8n": 1, "searched (b)": 2, "YOLOv8n 90 ep": 3}
+    assert bench_vs_yolo.row_seeds("", rows, 2) == dict.fromkeys(rows, 2)
+    assert bench_vs_yolo.row_seeds("YOLOv8n=0", rows, 1)["YOLOv8n"] == 0  # left out: timed untrained
     for bad in ("searched=2", "searched (b)=-1", "searched (b)"):
         with pytest.raises(SystemExit, match=r"--seeds-for takes ROW=N .*YOLOv8n 90 ep; got"):
-            bench_vs_yolo.row_seeds(bad, rows)
+            bench_vs_yolo.row_seeds(bad, rows, 1)
+    with pytest.raises(SystemExit, match=r"--seeds 0 with --seeds-for 'searched \(b\)=0' leaves every row out"):
+        bench_vs_yolo.row_seeds("searched (b)=0", rows, 0)
