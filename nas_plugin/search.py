@@ -33,7 +33,8 @@ SBX_PROB, SBX_ETA, PM_ETA = 0.9, 15, 20  # pymoo's NSGA-II defaults for real var
 HV_REF_MARGIN = 1.1  # without a latency budget the hypervolume's reference latency is 1.1x the slowest seen
 
 
-def _feasible(row, budgets):
+def meets_budgets(row, budgets):
+    """Whether a row (latency_ms, params, gflops) is within every budget given."""
     return all(budgets.get(k) is None or row[k] <= budgets[k] for k in ("latency_ms", "params", "gflops"))
 
 
@@ -175,7 +176,7 @@ def run_search(
                     "params": s["params"],
                     "gflops": s["gflops"],
                 }
-                history.rows[arch_key(a)] = {**row, "feasible": _feasible(row, budgets)}
+                history.rows[arch_key(a)] = {**row, "feasible": meets_budgets(row, budgets)}
         rows = [history.rows[arch_key(a)] for a in archs]
         F = np.array([[-r[objective], r["latency_ms"]] for r in rows])
         G = np.array([[r[k] - v for k, v in budgets.items()] or [0.0] for r in rows])

@@ -21,13 +21,14 @@ from .search import (
     POPULATION,
     VAL_IMAGES,
     History,
+    meets_budgets,
     non_dominated,
     pick_best,
     run_search,
     write_outputs,
 )
 from .space import arch_key, max_arch, min_arch
-from .supernet import fingerprint, load_supernet, space_from_model
+from .supernet import fingerprint, load_supernet, named_archs, space_from_model
 
 
 def latency_model(kind, supernet, space, lut):
@@ -177,7 +178,8 @@ def run_search_job(
     `default_workers(device)`); the results do not depend on it. `ray` ('auto' or HOST:PORT) evaluates on the actors
     of a running Ray cluster instead, one per `ray_gpus_per_worker` GPUs (when > 0) or `ray_cpus_per_worker` CPUs, at
     most `workers` when given.
-    `resume` continues a search in `out` with the same settings (any `workers`).
+    `resume` continues a search in `out` with the same settings (any `workers`). The supernet YAML's named archs
+    (`archs:`, e.g. stock YOLOv8n) that meet the budgets by the table are written to `named/<name>/` beside `best/`.
     Returns (front rows, best row).
     """
     settings = dict(locals())  # every argument: checked, and kept in search_args.json for --resume
@@ -291,7 +293,32 @@ def run_search_job(
         f"front/{i_best} ({objective} {best[objective]:.4f}, {best.get('measured_ms', best['latency_ms']):.2f} ms) "
         f"copied to {out / 'best'}"
     )
+    write_named(supernet, space, table, evaluator, budgets, out, weights, train_args, objective, LOGGER)
     return front, best
+
+
+def write_named(supernet, space, table, evaluator, budgets, out, weights, train_args, objective, logger):
+    """The supernet's named archs within `budgets` as `out/named/<name>/`, each scored as the search scores subnets.
+
+    Inherited accuracy after a short supernet run can rank the stock arch below a smaller subnet that ends lower
+    after fine-tuning (Benchmarks), so the stock arch is handed over too, to be fine-tuned beside `best/`.
+    """
+    shutil.rmtree(out / "named", ignore_errors=True)
+    by_arch = {arch_key(arch): (name, arch) for name, arch in named_archs(supernet).items()}  # the scaled alias last
+    for name, arch in by_arch.values():
+        row = {**evaluator([arch])[0], "latency_ms": predict_us(table, space, arch) / 1000}
+        model = evaluator.static(arch)
+        if evaluator.on_subset:  # scored on all val images, as the front is
+            row["map50"], row["map50_95"] = evaluator.validate(model, evaluator.data_yaml)
+        if not meets_budgets(row, budgets):
+            logger.info(f"search: named arch {name} ({row['latency_ms']:.2f} ms predicted) is outside the budgets")
+            continue
+        write_subnet(model, arch, space, out / "named" / name, weights, evaluator.calib_images, train_args)
+        logger.info(
+            f"search: named arch {name} meets the budgets ({row['latency_ms']:.2f} ms predicted, {objective} "
+            f"{row[objective]:.4f} inherited), written to {out / 'named' / name}: fine-tune it beside best/ and keep "
+            "the better on val"
+        )
 
 
 def _warn_outside_band(supernet, table, latency_budget, logger):

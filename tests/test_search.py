@@ -504,3 +504,34 @@ def test_ray_settings_are_refused_before_any_work(tiny_search_inputs, tiny_data,
     proc = tool("search.py", *_args(tiny_search_inputs, tiny_data, tmp_path / "s"), *extra, cwd=tmp_path, env=env)
     assert proc.returncode == 2 and proc.stderr.strip().startswith(f"search.py: error: {message.format(port=port)}")
     assert not (tmp_path / "s" / "search_args.json").exists()
+
+
+def test_named_archs_within_the_budget_are_written_beside_best(tiny_search_inputs, tiny_data, tmp_path):
+    """The stock arch a space contains is handed over too, scored like the front, where it meets the budget."""
+    import yaml
+
+    from nas_plugin.lut import load_lut, predict_us
+
+    yaml_path, lut = tiny_search_inputs
+    space = space_from_model(load_supernet(yaml_path))
+    small, big = S.min_arch(space), S.max_arch(space)
+    named = tmp_path / "tiny-named-supernet.yaml"
+    named.write_text(yaml.safe_dump({"archs": {"small": small, "big": big}}) + yaml_path.read_text())
+    table = load_lut(lut)
+    budget = predict_us(table, space, big) / 1000 - 1e-4  # every subnet but the largest
+    out = tmp_path / "s"
+    proc = tool("search.py", *_args((named, lut), tiny_data, out, "--latency-budget", budget), cwd=tmp_path)
+    assert proc.returncode == 0, proc.output
+    assert json.loads((out / "named" / "small" / "arch.json").read_text()) == small
+    assert (out / "named" / "small" / "model.pt").is_file() and not (out / "named" / "big").exists()
+    log = proc.stdout + proc.stderr
+    assert f"search: named arch small meets the budgets ({predict_us(table, space, small) / 1000:.2f} ms" in log
+    assert "search: named arch big (" in log and "is outside the budgets" in log
+
+    from ultralytics import YOLO
+
+    inherited = float(log.split("search: named arch small meets the budgets")[1].split("map50_95 ")[1].split()[0])
+    metrics = YOLO(str(out / "named" / "small" / "model.pt")).val(
+        data=str(tiny_data), plots=False, verbose=False, project=str(tmp_path), name="v"
+    )
+    assert abs(metrics.box.map - inherited) < 0.005  # the logged score is the written model's
