@@ -111,15 +111,15 @@ class AccuracyEvaluator:
         """(mAP50, mAP50-95) of a static model by the stock validator."""
         return validate(model, data or self.val_data, self.imgsz, VAL_BATCH, self.device, self.save_dir)
 
+    def score(self, model, data=None):
+        """{'map50', 'map50_95', 'params', 'gflops'} of a static model, validated on `data` (default: the ranking's)."""
+        params = sum(p.numel() for p in model.parameters())  # counted before validation fuses anything
+        flops = gflops(model, self.imgsz)
+        map50, map50_95 = self.validate(model, data)
+        return {"map50": map50, "map50_95": map50_95, "params": params, "gflops": flops}
+
     def __call__(self, archs):
-        results = []
-        for arch in archs:
-            model = self.static(arch)
-            params = sum(p.numel() for p in model.parameters())
-            flops = gflops(model, self.imgsz)
-            map50, map50_95 = self.validate(model)
-            results.append({"map50": map50, "map50_95": map50_95, "params": params, "gflops": flops})
-        return results
+        return [self.score(self.static(arch)) for arch in archs]
 
 
 def process_evaluator(supernet, threads, **evaluator_args):

@@ -306,10 +306,8 @@ def write_named(supernet, space, table, evaluator, budgets, out, weights, train_
     shutil.rmtree(out / "named", ignore_errors=True)
     by_arch = {arch_key(arch): (name, arch) for name, arch in named_archs(supernet).items()}  # the scaled alias last
     for name, arch in by_arch.values():
-        row = {**evaluator([arch])[0], "latency_ms": predict_us(table, space, arch) / 1000}
-        model = evaluator.static(arch)
-        if evaluator.on_subset:  # scored on all val images, as the front is
-            row["map50"], row["map50_95"] = evaluator.validate(model, evaluator.data_yaml)
+        model = evaluator.static(arch)  # scored on all val images, as the front is
+        row = {**evaluator.score(model, evaluator.data_yaml), "latency_ms": predict_us(table, space, arch) / 1000}
         if not meets_budgets(row, budgets):
             logger.info(f"search: named arch {name} ({row['latency_ms']:.2f} ms predicted) is outside the budgets")
             continue
