@@ -140,6 +140,7 @@ def main(argv=None):
     from nas_plugin.run_files import (
         final_metrics,
         parse_train_args,
+        pending,
         run_name,
         run_trainings,
         stack_versions,
@@ -230,7 +231,7 @@ def main(argv=None):
         model = "yolov8n.yaml" if name == "yolov8n" else work / "subnets" / name / "model.yaml"
         for seed in range(args.seeds if name in repeated else 1):
             runs[f"{name} seed {seed}"] = train_command(YOLO, alone_dir(name, seed), model, data, **common, seed=seed)
-    print(f"trainings ({args.jobs} at a time): {', '.join(k for k, v in runs.items() if v)}", flush=True)
+    print(f"trainings ({args.jobs} at a time): {', '.join(pending(runs))}", flush=True)
     run_trainings(runs, args.jobs)
 
     weights = work / args.name / "supernet" / "weights" / "last.pt"

@@ -4,7 +4,8 @@
     python benchmarks/bench_vs_yolo.py [--work runs/bench_fidelity] [--name recipe] [--lut LUT.json]
         [--budgets 1.0,0.5] [--epochs 30] [--seeds 2] [--batch 32] [--population 30] [--generations 10] [--jobs 2]
         [--rounds 20] [--timings 3] [--train-args "optimizer=AdamW lr0=0.002"]
-        [--equal-training YOLOv8n,YOLO11n,YOLO26n] [--scratch YOLOv8n,YOLO11n,YOLO26n] [--finetune-args "..."]
+        [--equal-training YOLOv8n,YOLO11n,YOLO26n] [--scratch YOLOv8n,YOLO11n,YOLO26n] [--restart YOLOv8n]
+        [--finetune-args "..."]
         [--seeds-for "searched (b)=2,YOLOv8n 90 ep=2"]
 
 Reads what `bench_fidelity.py --name NAME` left in `--work` (the preset dataset, the trained supernet, stock YOLOv8n
@@ -20,7 +21,9 @@ trained alone) and:
    weights for `--epochs`; and the stock models named in `--equal-training` again for the supernet's epochs +
    `--epochs`, the total (b) received (equal training); when the supernet's space contains YOLOv8n (the CSP
    supernet's `archs:`), also that subnet fine-tuned like (b), which separates what the supernet's training gives
-   from what the search's choice gives;
+   from what the search's choice gives; and the stock models named in `--restart` trained in (b)'s two stages
+   without the supernet (the supernet's epochs from scratch, then fine-tuned `--epochs` from that run's last.pt),
+   which separates what the supernet gives from what a second warm-up and decay give;
 4. scores every training's last epoch on val (what the search ranked by) and, where the data has a test split
    (`bench_fidelity.py --test`), on test, which no training, search or checkpoint choice has seen;
 5. exports every trained model the same way (fused, ONNX, OpenVINO CPU f32, batch 1) and times it against YOLOv8n
@@ -85,6 +88,17 @@ def stock_latency(supernet, lut, lut_path, nc, backend):
     return stock_ms
 
 
+def two_stages(first, run_dir, cfg, data, first_epochs, common, fit, seed):
+    """The chain of `yolo train` commands that trains stock `cfg` as (b) is trained, without the supernet:
+    `first_epochs` from scratch in `first` (with `common`), then fine-tuned with `fit` from its last.pt in `run_dir`."""
+    from nas_plugin.run_files import train_command
+
+    return (
+        train_command(YOLO, first, cfg, data, **{**common, "epochs": first_epochs}, seed=seed),
+        train_command(YOLO, run_dir, Path(first) / "weights" / "last.pt", data, **fit, seed=seed),
+    )
+
+
 def row_seeds(spec, rows, default):
     """{row: seed count}: `default`, or N from `--seeds-for` "ROW=N,..." (0 leaves a row out); one row must stay."""
     counts = dict.fromkeys(rows, default)
@@ -125,6 +139,11 @@ def main(argv=None):
         help="stock models also trained as long as (b) in all (the costly rows)",
     )
     p.add_argument(
+        "--restart",
+        default="",
+        help="stock models trained the supernet's epochs, then fine-tuned --epochs from that as (b) is (no supernet)",
+    )
+    p.add_argument(
         "--scratch",
         default=",".join(STOCK),
         help="stock models trained from scratch for --epochs (YOLOv8n left out is timed untrained as the reference)",
@@ -145,6 +164,7 @@ def main(argv=None):
     from nas_plugin.run_files import (
         final_metrics,
         parse_train_args,
+        pending,
         run_name,
         run_trainings,
         split_metrics,
@@ -163,10 +183,13 @@ def main(argv=None):
     )
     args_tag, args_note = train_args_tag(train_args), f", {args.train_args}" if train_args else ""
     finetune_note = f", fine-tuned with {args.finetune_args}" if finetune_args else ""
-    long_stock, short_stock = ([v for v in names.split(",") if v] for names in (args.equal_training, args.scratch))
+    long_stock, short_stock, restart_stock = (
+        [v for v in names.split(",") if v] for names in (args.equal_training, args.scratch, args.restart)
+    )
     for flag, names, given in (
         ("--equal-training", long_stock, args.equal_training),
         ("--scratch", short_stock, args.scratch),
+        ("--restart", restart_stock, args.restart),
     ):
         if any(v not in STOCK for v in names):
             raise SystemExit(f"{flag} takes stock models from {', '.join(STOCK)}, got {given!r}.")
@@ -219,6 +242,9 @@ def main(argv=None):
             args.epochs,
             finetune_args,
         )
+    restart_rows = {  # row -> stock YAML: the stock model trained in (b)'s two stages, the first from scratch
+        f"{name} {supernet_epochs} + {args.epochs} ep": cfg for name, cfg in STOCK.items() if name in restart_stock
+    }
     rows = {  # name -> (how trained, epochs in all, folder, run stem, model, epochs trained here, own train args)
         **{
             name: ("stock, from scratch", args.epochs, "standalone", name.lower(), cfg, args.epochs, {})
@@ -253,6 +279,18 @@ def main(argv=None):
             )
             for name, cfg in STOCK.items()
             if name in long_stock
+        },
+        **{
+            name: (
+                f"stock, {supernet_epochs} epochs from scratch, then fine-tuned as (b): (b)'s schedule, no supernet",
+                total,
+                "standalone",
+                f"{Path(cfg).stem}_after{supernet_epochs}ep",
+                cfg,
+                args.epochs,
+                finetune_args,
+            )
+            for name, cfg in restart_rows.items()
         },
     }
     seeds = row_seeds(args.seeds_for, rows, args.seeds)
@@ -293,15 +331,19 @@ def main(argv=None):
             supernet, v8n_arch, inherited_v8n, source=str(weights), calib=calib, train_args={"imgsz": args.imgsz}
         )
 
-    runs, dirs = {}, {}
+    runs, dirs, first_dirs = {}, {}, {}  # first_dirs: the from-scratch stage of a --restart row
     for name, (_, _, folder, stem, model, epochs, own) in rows.items():
         for seed in range(seeds[name]):
             d = work / folder / run_name(stem, epochs, {**train_args, **own}, seed)
             dirs[name, seed] = d
-            runs[f"{name} seed {seed}"] = train_command(
-                YOLO, d, model, data, **{**common, **own, "epochs": epochs}, seed=seed
-            )
-    print(f"trainings ({args.jobs} at a time): {', '.join(k for k, v in runs.items() if v)}", flush=True)
+            fit = {**common, **own, "epochs": epochs}
+            if name not in restart_rows:
+                runs[f"{name} seed {seed}"] = train_command(YOLO, d, model, data, **fit, seed=seed)
+                continue
+            first = work / folder / run_name(Path(model).stem, supernet_epochs, train_args, seed)
+            first_dirs[name, seed] = first
+            runs[f"{name} seed {seed}"] = two_stages(first, d, model, data, supernet_epochs, common, fit, seed)
+    print(f"trainings ({args.jobs} at a time): {', '.join(pending(runs))}", flush=True)
     run_trainings(runs, args.jobs)
 
     nets = [Model(str(dirs[name, 0] / "weights" / "best.pt")).model.float() for name in rows]
@@ -346,7 +388,14 @@ def main(argv=None):
                 "latency_vs_yolov8n": round(float(np.median(timed)), 3),
                 "latency_vs_yolov8n_timings": [round(float(v), 3) for v in timed],
                 "cpu_min": round(
-                    sum(train_seconds(dirs[name, seed]) for seed in range(seeds[name])) / seeds[name] / 60, 1
+                    sum(
+                        train_seconds(dirs[name, seed])
+                        + (train_seconds(first_dirs[name, seed]) if (name, seed) in first_dirs else 0)
+                        for seed in range(seeds[name])
+                    )
+                    / seeds[name]
+                    / 60,
+                    1,
                 ),
             }
         )

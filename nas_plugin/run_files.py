@@ -81,23 +81,34 @@ def run_name(stem, epochs, train_args, seed):
     return f"{stem}{length}{train_args_tag(train_args)}_seed{seed}"
 
 
+def _chain(commands):
+    return commands if isinstance(commands, tuple) else (commands,)
+
+
+def pending(commands):
+    """Names of the `run_trainings` commands with a training left to run."""
+    return [name for name, chain in commands.items() if any(_chain(chain))]
+
+
 def run_trainings(commands, jobs=2):
     """Run {name: command from `train_command`} `jobs` at a time (None: already finished), each logging to
-    `<run dir>.log`; a failing training raises SystemExit naming it and its log. Ultralytics trains on one core of a
+    `<run dir>.log`; a tuple of commands is a chain run in order in one slot (a training that starts from the one
+    before it). A failing training raises SystemExit naming it and its log. Ultralytics trains on one core of a
     small CPU machine, so two at a time use a 2-core machine fully."""
 
     def one(item):
-        name, cmd = item
-        if cmd is None:
-            return
-        log = Path(f"{_run_dir(cmd)}.log")
-        log.parent.mkdir(parents=True, exist_ok=True)
-        t = time.time()
-        with open(log, "a") as f:
-            code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
-        if code:
-            raise SystemExit(f"training {name} failed (exit {code}); see {log}")
-        print(f"  {time.time() - t:7.1f} s  {name}", flush=True)
+        name, chain = item
+        for cmd in _chain(chain):
+            if cmd is None:
+                continue
+            log = Path(f"{_run_dir(cmd)}.log")
+            log.parent.mkdir(parents=True, exist_ok=True)
+            t = time.time()
+            with open(log, "a") as f:
+                code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+            if code:
+                raise SystemExit(f"training {name} failed (exit {code}); see {log}")
+            print(f"  {time.time() - t:7.1f} s  {name}", flush=True)
 
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(one, commands.items()))

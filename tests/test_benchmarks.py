@@ -111,3 +111,39 @@ def test_vs_yolo_seeds_for_names_rows_and_refuses_unknown_ones(monkeypatch):
             bench_vs_yolo.row_seeds(bad, rows, 1)
     with pytest.raises(SystemExit, match=r"--seeds 0 with --seeds-for 'searched \(b\)=0' leaves every row out"):
         bench_vs_yolo.row_seeds("searched (b)=0", rows, 0)
+
+
+def test_a_chain_of_trainings_runs_in_order_in_one_slot_and_stops_at_a_failure(tmp_path):
+    import pytest
+
+    from nas_plugin.run_files import pending, run_trainings
+
+    def step(name, after=None, code=0):  # read by run_trainings as yolo train's command; checks the step before it
+        check = f"assert open({str(tmp_path / after)!r}).read() == 'done';" if after else ""
+        body = f"{check}open({str(tmp_path / name)!r}, 'w').write('done'); raise SystemExit({code})"
+        return [sys.executable, "-c", body, f"project={tmp_path}", f"name={name}"]
+
+    runs = {"chain": (step("first"), step("second", after="first")), "finished": (None, None), "one": step("alone")}
+    assert pending(runs) == ["chain", "one"]
+    run_trainings(runs, jobs=2)
+    assert all((tmp_path / n).read_text() == "done" for n in ("first", "second", "alone"))
+    assert (tmp_path / "second.log").is_file()  # each step logs beside its own run directory
+
+    with pytest.raises(SystemExit, match=r"training broken failed \(exit 3\); see .*bad\.log"):
+        run_trainings({"broken": (step("bad", code=3), step("never"))})
+    assert not (tmp_path / "never").exists()
+
+
+def test_vs_yolo_restart_trains_the_stock_model_in_the_two_stages_of_b(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import bench_vs_yolo
+
+    first, second = tmp_path / "yolov8n_20ep_seed1", tmp_path / "yolov8n_after20ep_70ep_seed1"
+    common = {"imgsz": 160, "optimizer": "AdamW"}
+    scratch, finetune = bench_vs_yolo.two_stages(
+        first, second, "yolov8n.yaml", "d.yaml", 20, common, {**common, "epochs": 70, "lr0": 0.001}, 1
+    )
+    assert scratch[2:4] == ["model=yolov8n.yaml", "data=d.yaml"] and "epochs=20" in scratch and "seed=1" in scratch
+    assert "lr0=0.001" not in scratch and f"name={first.name}" in scratch  # fine-tuning arguments: stage two only
+    assert finetune[2] == f"model={first / 'weights' / 'last.pt'}" and {"epochs=70", "lr0=0.001"} <= set(finetune)
+    assert f"name={second.name}" in finetune and "optimizer=AdamW" in finetune
