@@ -99,6 +99,28 @@ def two_stages(first, run_dir, cfg, data, first_epochs, common, fit, seed):
     )
 
 
+def training_commands(rows, seeds, restart_rows, work, data, train_args, common, first_epochs):
+    """({"ROW seed N": command or chain for `run_trainings`}, {(row, seed): run dir}, {(row, seed): the first stage's
+    run dir of a `restart_rows` row}). A first stage that is also another row's run (`--scratch` for as many epochs
+    as the supernet) is trained once, by the chain, which the second stage has to wait for anyway."""
+    from nas_plugin.run_files import run_name, train_command
+
+    runs, dirs, first_dirs = {}, {}, {}
+    for name, (_, _, folder, stem, model, epochs, own) in rows.items():
+        for seed in range(seeds[name]):
+            d = dirs[name, seed] = work / folder / run_name(stem, epochs, {**train_args, **own}, seed)
+            fit = {**common, **own, "epochs": epochs}
+            if name not in restart_rows:
+                runs[f"{name} seed {seed}"] = train_command(YOLO, d, model, data, **fit, seed=seed)
+                continue
+            first = first_dirs[name, seed] = work / folder / run_name(Path(model).stem, first_epochs, train_args, seed)
+            runs[f"{name} seed {seed}"] = two_stages(first, d, model, data, first_epochs, common, fit, seed)
+    for (name, seed), d in dirs.items():
+        if d in first_dirs.values():
+            runs[f"{name} seed {seed}"] = None
+    return runs, dirs, first_dirs
+
+
 def row_seeds(spec, rows, default):
     """{row: seed count}: `default`, or N from `--seeds-for` "ROW=N,..." (0 leaves a row out); one row must stay."""
     counts = dict.fromkeys(rows, default)
@@ -165,12 +187,10 @@ def main(argv=None):
         final_metrics,
         parse_train_args,
         pending,
-        run_name,
         run_trainings,
         split_metrics,
         stack_versions,
         train_args_tag,
-        train_command,
         train_seconds,
     )
     from nas_plugin.search import CALIB_BATCHES
@@ -331,18 +351,9 @@ def main(argv=None):
             supernet, v8n_arch, inherited_v8n, source=str(weights), calib=calib, train_args={"imgsz": args.imgsz}
         )
 
-    runs, dirs, first_dirs = {}, {}, {}  # first_dirs: the from-scratch stage of a --restart row
-    for name, (_, _, folder, stem, model, epochs, own) in rows.items():
-        for seed in range(seeds[name]):
-            d = work / folder / run_name(stem, epochs, {**train_args, **own}, seed)
-            dirs[name, seed] = d
-            fit = {**common, **own, "epochs": epochs}
-            if name not in restart_rows:
-                runs[f"{name} seed {seed}"] = train_command(YOLO, d, model, data, **fit, seed=seed)
-                continue
-            first = work / folder / run_name(Path(model).stem, supernet_epochs, train_args, seed)
-            first_dirs[name, seed] = first
-            runs[f"{name} seed {seed}"] = two_stages(first, d, model, data, supernet_epochs, common, fit, seed)
+    runs, dirs, first_dirs = training_commands(
+        rows, seeds, restart_rows, work, data, train_args, common, supernet_epochs
+    )
     print(f"trainings ({args.jobs} at a time): {', '.join(pending(runs))}", flush=True)
     run_trainings(runs, args.jobs)
 

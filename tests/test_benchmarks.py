@@ -147,3 +147,26 @@ def test_vs_yolo_restart_trains_the_stock_model_in_the_two_stages_of_b(tmp_path,
     assert "lr0=0.001" not in scratch and f"name={first.name}" in scratch  # fine-tuning arguments: stage two only
     assert finetune[2] == f"model={first / 'weights' / 'last.pt'}" and {"epochs=70", "lr0=0.001"} <= set(finetune)
     assert f"name={second.name}" in finetune and "optimizer=AdamW" in finetune
+
+
+def test_vs_yolo_trains_a_restart_rows_first_stage_once_when_another_row_is_that_run(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import bench_vs_yolo
+
+    def rows(scratch_epochs):  # a --scratch YOLOv8n row and a --restart YOLOv8n row after a 20-epoch supernet
+        return {
+            "YOLOv8n": ("scratch", scratch_epochs, "standalone", "yolov8n", "yolov8n.yaml", scratch_epochs, {}),
+            "YOLOv8n 20 + 70 ep": ("restart", 90, "standalone", "yolov8n_after20ep", "yolov8n.yaml", 70, {}),
+        }
+
+    def commands(scratch_epochs):
+        r = rows(scratch_epochs)
+        restart = {"YOLOv8n 20 + 70 ep"}
+        return bench_vs_yolo.training_commands(r, dict.fromkeys(r, 1), restart, tmp_path, "d.yaml", {}, {}, 20)
+
+    runs, dirs, first = commands(20)  # the scratch row is the restart row's first stage: the chain trains it
+    assert first["YOLOv8n 20 + 70 ep", 0] == dirs["YOLOv8n", 0] and runs["YOLOv8n seed 0"] is None
+    scratch, finetune = runs["YOLOv8n 20 + 70 ep seed 0"]
+    assert f"name={dirs['YOLOv8n', 0].name}" in scratch and f"name={dirs['YOLOv8n 20 + 70 ep', 0].name}" in finetune
+    runs, dirs, first = commands(30)  # another length: two runs
+    assert first["YOLOv8n 20 + 70 ep", 0] != dirs["YOLOv8n", 0] and "epochs=30" in runs["YOLOv8n seed 0"]
