@@ -250,6 +250,6 @@ def plot_front(rows, front, objective, budgets, marks, path):
             )
     if budgets.get("latency_ms"):
         ax.axvline(budgets["latency_ms"], color="tab:blue", ls="--", lw=1, label=f"budget {budgets['latency_ms']:g} ms")
-    ax.set(xlabel="latency (ms)", ylabel={"map50_95": "mAP50-95", "map50": "mAP50"}[objective])
+    ax.set(xlabel="latency (ms)", ylabel={"map50_95": "mAP50-95", "map50": "mAP50"}.get(objective, objective))
     ax.legend(fontsize=8)
     save_figure(fig, path)

@@ -170,3 +170,28 @@ def test_vs_yolo_trains_a_restart_rows_first_stage_once_when_another_row_is_that
     assert f"name={dirs['YOLOv8n', 0].name}" in scratch and f"name={dirs['YOLOv8n 20 + 70 ep', 0].name}" in finetune
     runs, dirs, first = commands(30)  # another length: two runs
     assert first["YOLOv8n 20 + 70 ep", 0] != dirs["YOLOv8n", 0] and "epochs=30" in runs["YOLOv8n seed 0"]
+
+
+def test_capacity_pick_has_the_most_weights_the_table_allows_within_the_budget(tiny, tiny_lut, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import bench_capacity_pick
+
+    from nas_plugin.extract import extract
+    from nas_plugin.lut import load_lut, predict_us, raw_sums
+    from nas_plugin.space import random_arch
+
+    yaml_path, supernet, space = tiny
+    lut = load_lut(tiny_lut)
+    archs = [random_arch(space, seed=i) for i in range(30)]
+    budget = sorted(predict_us(lut, space, a) / 1000 for a in archs)[15]  # about half the subnets meet it
+    out = tmp_path / "pick"
+    bench_capacity_pick.main(
+        ["--supernet", str(yaml_path), "--lut", str(tiny_lut), "--out", str(out), "--budget-ms", str(budget)]
+        + ["--population", "16", "--generations", "8"]
+    )
+    pick = json.loads((out / "arch.json").read_text())
+    weights = sum(p.numel() for p in extract(supernet, pick).parameters())
+    assert predict_us(lut, space, pick) / 1000 <= budget
+    assert json.loads((out / "capacity.json").read_text())["pick"]["params"] == weights  # the table counts exactly
+    feasible = [a for a in archs if predict_us(lut, space, a) / 1000 <= budget]
+    assert weights >= max(raw_sums(lut, space, a)[1] for a in feasible)

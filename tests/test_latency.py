@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import SUPERNET_YAML, TINY_SUPERNET, tool
+from helpers import SUPERNET_YAML, tool
 from nas_plugin import lut as L
 from nas_plugin import space as S
 from nas_plugin.backends import get_backend
@@ -18,22 +18,6 @@ from nas_plugin.supernet import fingerprint, load_supernet, space_from_model
 from nas_plugin.timing import export_onnx
 
 FAST = dict(rounds=1)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny") / "tiny-supernet.yaml"
-    path.write_text(TINY_SUPERNET.format(nc=2))
-    model = load_supernet(path)
-    return path, model, space_from_model(model)
-
-
-@pytest.fixture(scope="module")
-def tiny_lut(tiny, tmp_path_factory):
-    path, model, _ = tiny
-    out = tmp_path_factory.mktemp("lut") / "lut.json"
-    build_lut(model, 64, get_backend("openvino"), out, calib_subnets=3, source=path, **FAST)
-    return out
 
 
 def _tiny_onnx(tmp_path):
