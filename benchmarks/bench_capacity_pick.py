@@ -2,15 +2,16 @@
 """The subnet with the most weights under a latency budget: a pick that needs no accuracy, to set against the search's.
 
     python benchmarks/bench_capacity_pick.py --supernet SUPERNET.pt --lut LUT.json --out DIR
-        [--share 0.95 | --budget-ms MS] [--population 60] [--generations 60] [--seed 0] [--data DATA.yaml]
+        [--share 0.95 | --budget-ms MS] [--population 60] [--generations 60] [--seed 0]
 
 Runs the search's own NSGA-II (`nas_plugin.search.run_search`) with the table's weight counts as the objective and its
 prediction as the latency, so it validates nothing and takes minutes. The budget is `--budget-ms` in the table's
 units, or `--share` of the predicted latency of the supernet's named arch `yolov8<scale>` (the CSP supernet's stock
-model). Writes DIR/arch.json and DIR/capacity.json (the pick's weights and predicted latency, and the named arch's);
-with `--data`, also the pick extracted with BatchNorm recalibrated as the search writes `best/` (DIR/inherited/), to
-fine-tune with `yolo train model=DIR/inherited/model.pt` as bench_vs_yolo fine-tunes (b). Time the pick against
-YOLOv8n whole before reading its latency: the table predicts single subnets within about 10 %.
+model). Writes DIR/arch.json and DIR/capacity.json (the pick's weights and predicted latency, and the named arch's).
+Extract the pick with BatchNorm recalibrated as the search writes `best/` (`python tools/extract.py --weights
+SUPERNET.pt --arch DIR/arch.json --data DATA.yaml --imgsz IMGSZ --calib-batches 4 --out DIR/inherited`) and fine-tune
+`DIR/inherited/model.pt` as bench_vs_yolo fine-tunes (b). Time the pick against YOLOv8n whole before reading its
+latency: the table predicts single subnets within about 10 %.
 """
 
 import argparse
@@ -61,7 +62,6 @@ def main(argv=None):
     p.add_argument("--population", type=int, default=60)
     p.add_argument("--generations", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", help="dataset YAML: also write the pick with inherited weights, BN recalibrated")
     args = p.parse_args(argv)
 
     from nas_plugin.files import write_json
@@ -91,15 +91,6 @@ def main(argv=None):
         f"pick: {best['params'] / 1e6:.2f} M weights at {best['latency_ms']:.3f} ms predicted "
         f"({args.budget_ms:.3f} ms budget{named}): {out / 'arch.json'}"
     )
-    if args.data:
-        from nas_plugin.calibration import calibration_batches, check_dataset
-        from nas_plugin.extract import save_subnet
-        from nas_plugin.search import CALIB_BATCHES
-
-        imgsz = lut["meta"]["imgsz"]
-        calib = calibration_batches(check_dataset(args.data, supernet), imgsz, 16, CALIB_BATCHES)
-        save_subnet(supernet, best["arch"], out / "inherited", args.supernet, calib, {"imgsz": imgsz}, exist_ok=True)
-        print(f"inherited weights, BN recalibrated: {out / 'inherited' / 'model.pt'}")
 
 
 if __name__ == "__main__":

@@ -173,6 +173,8 @@ def test_vs_yolo_trains_a_restart_rows_first_stage_once_when_another_row_is_that
 
 
 def test_capacity_pick_has_the_most_weights_the_table_allows_within_the_budget(tiny, tiny_lut, tmp_path, monkeypatch):
+    import pytest
+
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import bench_capacity_pick
 
@@ -185,6 +187,8 @@ def test_capacity_pick_has_the_most_weights_the_table_allows_within_the_budget(t
     archs = [random_arch(space, seed=i) for i in range(30)]
     budget = sorted(predict_us(lut, space, a) / 1000 for a in archs)[15]  # about half the subnets meet it
     out = tmp_path / "pick"
+    with pytest.raises(SystemExit, match="--share needs the named arch 'yolov8' in the supernet's archs:"):
+        bench_capacity_pick.main(["--supernet", str(yaml_path), "--lut", str(tiny_lut), "--out", str(out)])
     bench_capacity_pick.main(
         ["--supernet", str(yaml_path), "--lut", str(tiny_lut), "--out", str(out), "--budget-ms", str(budget)]
         + ["--population", "16", "--generations", "8"]
