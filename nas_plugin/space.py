@@ -130,17 +130,20 @@ def sized_arch(space, size, seed=None):
     return _arch(space, choose)
 
 
-def restrict(space, elastic):
+def restrict(space, elastic, base=None):
     """The sub-space in which only the (section, field) pairs in `elastic` keep their choices; others are fixed to
-    their largest (e.g. the kernel-only phase of progressive shrinking)."""
+    their largest (e.g. the kernel-only phase of progressive shrinking), or to arch `base`'s choices (a per-block
+    field to the values `base` uses in that unit)."""
     out = copy.deepcopy(space)
-    for section, _, unit in units(out):
+    for section, i, unit in units(out):
+        fixed = base[section][i] if base else None
         if (section, "depth") not in elastic:
-            unit["depth"] = unit["depth"][-1:]
+            unit["depth"] = [fixed["depth"]] if fixed else unit["depth"][-1:]
         for group in ("per_unit", "per_block"):
             for key, choices in unit[group].items():
                 if (section, key) not in elastic:
-                    unit[group][key] = choices[-1:]
+                    used = fixed[key] if fixed and group == "per_block" else [fixed[key]] if fixed else choices[-1:]
+                    unit[group][key] = [c for c in choices if c in used]
     return out
 
 

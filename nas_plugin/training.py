@@ -14,14 +14,18 @@ The recipe is the `nas:` block of the supernet YAML (`parse_nas_config`):
   largest subnet (the full-network warm-up), each later name makes more choices elastic: a field (`kernel`, `depth`,
   `expand`, `act`, `width`, in every section that has it), `neck` (every neck choice) or `all`. Fields opened one
   by one before `all` open width last, as once-for-all does.
+- **Anchor**: `anchor:` a named arch of the supernet (`archs:`, e.g. `yolov8n`) or an arch .json takes the largest
+  subnet's place: the warm-up trains it alone, it is the sandwich's first subnet, choices not yet opened stay at its
+  values, and it is the subnet validated for `best.pt`. Training then goes to the stock model (or a subnet near the
+  latency budget) and its neighbours rather than to the largest subnet, which runs far above a nano budget.
 - **Start**: `init:` a checkpoint of the largest subnet (e.g. `yolo train` of its extracted YAML) or of the same
   supernet; `zero_init:` zeroes the last BatchNorm gamma of every residual block (MBConv, C2f bottleneck), so each
   starts as identity.
 
 Which subnets a batch trains depends only on (seed, epoch, epochs, batch index): DDP ranks agree and a resumed run
 continues the same sequence. Before each validation the EMA model's BatchNorm statistics are recalibrated on
-training images for the smallest subnet (validated and logged) and then for the largest, which the stock validator
-scores, so `best.pt` is chosen by the largest subnet's real accuracy. Per-subnet losses and every trained subnet go
+training images for the smallest subnet (validated and logged) and then for the largest (or the anchor), which the
+stock validator scores, so `best.pt` is chosen by its real accuracy. Per-subnet losses and every trained subnet go
 to `nas_epochs.csv` and `nas_subnets.csv` beside `results.csv`.
 """
 
@@ -48,7 +52,7 @@ from .integration import (
     read_model_yaml,
     wrap_criterion,
 )
-from .space import arch_key, encode, fields, max_arch, min_arch, random_arch, restrict, units
+from .space import arch_key, encode, fields, load_arch, max_arch, min_arch, random_arch, restrict, units
 
 SAMPLERS = ("sandwich", "uniform")
 DEFAULTS = {
@@ -63,6 +67,7 @@ DEFAULTS = {
     "val_min": True,
     "lut": None,
     "band": None,
+    "anchor": None,
 }
 BAND_TRIES = 64  # random draws per band subnet; the draw nearest the band is taken when none lands inside
 PHASE_WORDS = ("max", "neck", "all")  # besides the space's field names (kernel, depth, expand, ...)
@@ -129,6 +134,11 @@ def parse_nas_config(block, source="the model YAML", space=None):
             lambda v: v is None or (isinstance(v, str) and v.endswith(".json")),
             "a path to a latency table .json (tools/build_lut.py) or null",
         ),
+        "anchor": (
+            lambda v: v is None or (isinstance(v, str) and v != "random"),
+            "null (the largest subnet), 'min', a named arch of the supernet's archs: (e.g. yolov8n) or a path to an "
+            "arch .json",
+        ),
         "band": (
             lambda v: (
                 v is None
@@ -155,10 +165,16 @@ def parse_nas_config(block, source="the model YAML", space=None):
     return cfg
 
 
+def top_kind(cfg):
+    """What logs call the sandwich's first subnet: 'anchor' where the recipe names one, else 'max'."""
+    return "max" if cfg["anchor"] is None else "anchor"
+
+
 def cycle(cfg):
     """The subnet kinds one sampler cycle trains (one per batch, or all on each batch with `same_batch`)."""
-    kinds = ["max", "min"] + ["random"] * cfg["num_random"] if cfg["sampler"] == "sandwich" else ["random"]
-    return [k if k == "max" or cfg["band"] is None else "band" for k in kinds]
+    top = top_kind(cfg)
+    kinds = [top, "min"] + ["random"] * cfg["num_random"] if cfg["sampler"] == "sandwich" else ["random"]
+    return [k if k == top or cfg["band"] is None else "band" for k in kinds]
 
 
 def band_arch(space, band, latency, rng):
@@ -197,28 +213,29 @@ def phase_at(cfg, epoch, epochs):
     return next((i for i, end in enumerate(phase_ends(cfg, epochs)) if epoch < end), len(cfg["phases"]) - 1)
 
 
-def phase_space(space, cfg, phase):
-    """The sub-space phase `phase` samples from: the choices its own and earlier phases made elastic."""
+def phase_space(space, cfg, phase, anchor=None):
+    """The sub-space phase `phase` samples from: the choices its own and earlier phases made elastic; the others
+    fixed to the largest subnet's, or to `anchor`'s (the recipe's resolved `anchor:` arch)."""
     names = {name for name, _ in cfg["phases"][: phase + 1]}
     elastic = {
         (section, f)
         for section, f in fields(space)
         if "all" in names or f in names or (section == "head" and "neck" in names)
     }
-    return restrict(space, elastic)
+    return restrict(space, elastic, anchor)
 
 
 CHANNEL_FIELDS = ("width", "expand")  # choices that keep leading channels: sorted by importance before they open
 
 
-def opened_fields(space, cfg, epoch, epochs):
+def opened_fields(space, cfg, epoch, epochs, anchor=None):
     """The channel fields (`CHANNEL_FIELDS`) that `epoch` samples narrower while the epoch before did not (phases
     rounded to no epochs open with the next)."""
 
     def narrowed(phase):
         return {
             f
-            for _, _, u in units(phase_space(space, cfg, phase))
+            for _, _, u in units(phase_space(space, cfg, phase, anchor))
             for f in CHANNEL_FIELDS
             if len({**u["per_unit"], **u["per_block"]}.get(f, ())) > 1
         }
@@ -226,31 +243,34 @@ def opened_fields(space, cfg, epoch, epochs):
     return narrowed(phase_at(cfg, epoch, epochs)) - narrowed(phase_at(cfg, epoch - 1, epochs)) if epoch else set()
 
 
-def sample(space, cfg, seed, epoch, batch_index, batches_per_epoch, epochs=1, latency=None):
-    """[(kind, arch)] trained on this batch, largest first: a pure function of its arguments.
+def sample(space, cfg, seed, epoch, batch_index, batches_per_epoch, epochs=1, latency=None, anchor=None):
+    """[(kind, arch)] trained on this batch, largest (or `anchor`) first: a pure function of its arguments.
 
     One subnet per batch (cycling the sampler's kinds over batches), or the whole cycle with `same_batch`. Within a
     phase that fixes some choices, subnets equal to the phase's largest are trained once and called 'max'. `latency`
-    (arch -> ms, the `lut:` table's prediction) places the 'band' kind.
+    (arch -> ms, the `lut:` table's prediction) places the 'band' kind. `anchor` (the recipe's resolved `anchor:`
+    arch) takes the largest's place as the sandwich's first subnet and as what unopened choices are fixed to, so the
+    warm-up phase trains it alone; it is called 'anchor'.
     """
-    sub = phase_space(space, cfg, phase_at(cfg, epoch, epochs))
+    sub = phase_space(space, cfg, phase_at(cfg, epoch, epochs), anchor)
     kinds = cycle(cfg)
     if cfg["same_batch"]:
         picks = list(enumerate(kinds))
     else:
         j = (epoch * batches_per_epoch + batch_index) % len(kinds)
         picks = [(j, kinds[j])]
-    largest = max_arch(sub)
+    top = top_kind(cfg)
+    largest = anchor or max_arch(sub)
     out = {}
     for j, kind in picks:
-        if kind == "max":
+        if kind == top:
             arch = largest
         elif kind == "min":
             arch = min_arch(sub)
         else:
             rng = random.Random(f"nas_plugin:{seed}:{epoch}:{batch_index}:{j}")
             arch = random_arch(sub, rng=rng) if kind == "random" else band_arch(sub, cfg["band"], latency, rng)
-        out.setdefault(arch_key(arch), ("max" if arch == largest else kind, arch))
+        out.setdefault(arch_key(arch), (top if arch == largest else kind, arch))
     return list(out.values())
 
 
@@ -290,9 +310,9 @@ class SupernetCriterion:
         (kind, arch), *students = state.batch
         loss, items = self.criterion(preds, batch)
         parts, kd = [loss], 0.0
-        if state.cfg["distill"] > 0 and kind != "max" and not students:  # one subnet per batch: the largest teaches
+        if state.cfg["distill"] > 0 and kind != top_kind(state.cfg) and not students:  # one per batch: the top teaches
             with torch.no_grad():
-                supernet.set_arch(self.model, state.max_arch)
+                supernet.set_arch(self.model, state.top_arch)
                 teacher = self.model(batch["img"])
                 supernet.set_arch(self.model, arch)
             kd = self._distill(preds, teacher, parts)
@@ -329,7 +349,8 @@ class NASState:
     cfg: dict
     space: dict
     seed: int
-    max_arch: dict
+    top_arch: dict  # the largest subnet, or the recipe's anchor: trained first in each cycle, validated for best.pt
+    anchor: dict = None  # the resolved `anchor:` arch, None for the largest
     batch_index: int = 0
     batch: list = None  # [(kind, arch)] this batch trains, the active one first
     losses: dict = field(default_factory=dict)  # kind -> [batches, box, cls, dfl, kd] sums for this epoch
@@ -378,7 +399,10 @@ def on_pretrain_routine_end(trainer):
         )
     space = supernet.space_from_model(model)
     cfg = parse_nas_config(block, source, space)
-    t.state = state = NASState(cfg, space, t.seed, max_arch(space), latency=band_latency(model, space, cfg, source))
+    anchor = resolve_anchor(model, space, cfg, source)
+    t.state = state = NASState(
+        cfg, space, t.seed, anchor or max_arch(space), anchor, latency=band_latency(model, space, cfg, source)
+    )
     wrap_criterion(model, lambda criterion: SupernetCriterion(criterion, model, state))
     if t.start_epoch == 0:  # a resumed run has its trained weights already
         if cfg["init"]:
@@ -408,6 +432,17 @@ def on_pretrain_routine_end(trainer):
         )
     for name, key in (("nas_epochs.csv", "epoch"), ("nas_subnets.csv", "epoch")):  # a resumed run redoes its epoch
         _truncate_csv(t.save_dir / name, key, t.start_epoch + 1)
+
+
+def resolve_anchor(model, space, cfg, source):
+    """The recipe's `anchor:` as an arch of `space` (None without one); an unknown name or a bad arch file is refused
+    before training starts, naming what is allowed."""
+    if cfg["anchor"] is None:
+        return None
+    try:
+        return load_arch(cfg["anchor"], space, named=supernet.named_archs(model))
+    except NASError as e:
+        raise NASError(f"nas: anchor={cfg['anchor']!r} in {source}: {e}") from None
 
 
 def band_latency(model, space, cfg, source):
@@ -474,7 +509,7 @@ def on_train_epoch_start(trainer):
         return
     t.state.batch_index, t.state.epoch = 0, t.epoch
     t.state.losses, t.state.subnets = {}, []
-    opened = opened_fields(t.state.space, t.state.cfg, t.epoch, t.epochs)
+    opened = opened_fields(t.state.space, t.state.cfg, t.epoch, t.epochs, t.state.anchor)
     if "width" in opened:
         orders = channel_order.output_order(t.model)
         channel_order.apply_order(t.model, orders, t.optimizer)
@@ -496,7 +531,15 @@ def on_train_batch_start(trainer):
     if state is None:
         return
     state.batch = sample(
-        state.space, state.cfg, state.seed, t.epoch, state.batch_index, t.batches_per_epoch, t.epochs, state.latency
+        state.space,
+        state.cfg,
+        state.seed,
+        t.epoch,
+        state.batch_index,
+        t.batches_per_epoch,
+        t.epochs,
+        state.latency,
+        state.anchor,
     )
     supernet.set_arch(t.model, state.batch[0][1])
 
@@ -532,7 +575,7 @@ def on_train_epoch_end(trainer):
             f"nas: smallest subnet after BN recalibration: mAP50 {state.val_min[0]:.4f}, "
             f"mAP50-95 {state.val_min[1]:.4f}"
         )
-    supernet.set_arch(t.ema, state.max_arch)
+    supernet.set_arch(t.ema, state.top_arch)
     _recalibrate(t)
 
 
@@ -553,7 +596,7 @@ def on_fit_epoch_end(trainer):
     state = t.state
     if state is None or not is_main_process() or not state.losses:  # also called again after the final validation
         return
-    val = {"min": state.val_min, "max": t.last_metrics}
+    val = {"min": state.val_min, top_kind(state.cfg): t.last_metrics}
     rows = []
     for kind, sums in state.losses.items():
         means = [round(v / sums[0], 5) for v in sums[1:]]

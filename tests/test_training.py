@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import SUPERNET_FILE, SUPERNET_YAML, TINY_SUPERNET, yolo
+from helpers import CSP_SUPERNET_FILE, SUPERNET_FILE, SUPERNET_YAML, TINY_SUPERNET, yolo
 from nas_plugin import space as S
 from nas_plugin.calibration import calibration_batches, recalibrate_bn
 from nas_plugin.errors import NASError
@@ -117,6 +117,61 @@ def test_phases_switch_at_their_epochs_and_widen_the_space(space):
     assert {u["width"] for a in depth_phase for s in ("backbone", "head") for u in a[s]} == {1.0}  # width not yet
     assert {u["act"] for a in depth_phase for u in a["head"] if "act" in u} == {largest["head"][0]["act"]}
     assert sample(space, cfg, 0, 9, 0, 5, epochs=10)[1] == ("min", S.min_arch(space))  # the last phase is the space
+
+
+def test_an_anchor_takes_the_largest_subnets_place_and_phases_shrink_around_it(space):
+    anchor = S.random_arch(space, seed=5)
+    for _, _, u in S.units(anchor):  # one value per unit, so the fields a phase fixes have one choice
+        u.update({k: [v[0]] * u["depth"] for k, v in u.items() if isinstance(v, list)})
+    cfg = parse_nas_config({"anchor": "a.json", "phases": [["max", 0.3], ["kernel", 0.2], ["all", 0.5]]}, "y", space)
+    assert cycle(cfg) == ["anchor", "min", "random", "random"]
+    warm_up = [b for e in range(3) for i in range(4) for b in sample(space, cfg, 0, e, i, 4, 10, anchor=anchor)]
+    assert warm_up == [("anchor", anchor)] * 12  # the warm-up trains the anchor alone
+    kernel_phase = [b for e in (3, 4) for i in range(4) for b in sample(space, cfg, 0, e, i, 4, 10, anchor=anchor)]
+    assert [k for k, _ in kernel_phase] == ["anchor", "min", "random", "random"] * 2
+    for _, arch in kernel_phase:  # only kernels vary; every other choice stays the anchor's
+        for section in ("backbone", "head"):
+            for u, a in zip(arch[section], anchor[section]):
+                assert {k: v for k, v in u.items() if k != "kernel"} == {k: v for k, v in a.items() if k != "kernel"}
+    assert len({S.arch_key(a) for _, a in kernel_phase}) > 2
+    assert sample(space, cfg, 0, 9, 0, 4, 10, anchor=anchor) == [("anchor", anchor)]
+    assert sample(space, cfg, 0, 9, 1, 4, 10, anchor=anchor) == [("min", S.min_arch(space))]  # the last is the space
+    for bad in ("random", 3):
+        with pytest.raises(NASError, match=f"nas: anchor={bad!r} in y is not allowed; anchor must be null"):
+            parse_nas_config({"anchor": bad}, "y")
+
+
+def test_yolo_train_with_an_anchor_warms_up_on_the_stock_arch_and_refuses_an_unknown_name(tiny_data, tmp_path):
+    from nas_plugin.supernet import load_supernet, named_archs, space_from_model
+
+    recipe = "  phases: [[max, 0.4], [depth, 0.1], [kernel, 0.05], [expand, 0.05], [act, 0.1], [all, 0.3]]"
+    text = CSP_SUPERNET_FILE.read_text()
+    assert recipe in text
+
+    def train(name, anchor):
+        cfg = tmp_path / f"yolov8n-{name}-supernet.yaml"
+        cfg.write_text(text.replace(recipe, f"  anchor: {anchor}\n  phases: [[max, 0.3333], [all, 0.6667]]"))
+        return cfg, yolo(*_train_args(tiny_data, tmp_path, name, 3, cfg), cwd=tmp_path)
+
+    cfg, proc = train("anchored", "yolov8n")
+    assert proc.returncode == 0, proc.output
+    assert "one subnet per batch cycling ['anchor', 'min', 'random', 'random']" in proc.output
+    model = load_supernet(cfg)
+    space = space_from_model(model)
+    code = "".join(map(str, S.encode(space, named_archs(model)["yolov8n"])))
+    subnets = _rows(tmp_path / "anchored" / "nas_subnets.csv")
+    assert {(r["subnet"], r["arch_code"]) for r in subnets if r["epoch"] == "1"} == {("anchor", code)}
+    assert {r["subnet"] for r in subnets if r["epoch"] != "1"} == {"anchor", "min", "random"}
+    assert all(r["arch_code"] == code for r in subnets if r["subnet"] == "anchor")
+    epochs = _rows(tmp_path / "anchored" / "nas_epochs.csv")
+    assert all(r["mAP50-95"] != "" for r in epochs if r["subnet"] in ("anchor", "min"))
+
+    cfg, proc = train("unknown", "yolov9n")
+    assert proc.returncode != 0 and not (tmp_path / "unknown" / "weights" / "last.pt").exists()
+    assert (
+        f"nas: anchor='yolov9n' in {cfg}: arch 'yolov9n' is neither 'max', 'min', 'random', 'yolov8', 'yolov8n' nor "
+        "an existing JSON file."
+    ) in proc.output
 
 
 def test_band_sampler_draws_every_subnet_but_the_largest_inside_the_band(space):
