@@ -179,7 +179,8 @@ def run_search_job(
     of a running Ray cluster instead, one per `ray_gpus_per_worker` GPUs (when > 0) or `ray_cpus_per_worker` CPUs, at
     most `workers` when given.
     `resume` continues a search in `out` with the same settings (any `workers`). The supernet YAML's named archs
-    (`archs:`, e.g. stock YOLOv8n) that meet the budgets by the table are written to `named/<name>/` beside `best/`.
+    (`archs:`, e.g. stock YOLOv8n) that meet the budgets are written to `named/<name>/` beside `best/`, judged by
+    their latency timed whole with the front where it is timed, else by the table.
     Returns (front rows, best row).
     """
     settings = dict(locals())  # every argument: checked, and kept in search_args.json for --resume
@@ -276,8 +277,11 @@ def run_search_job(
             train_args,
             exist_ok=True,
         )
+    named = scored_named(supernet, space, table, evaluator)  # the stock arch, timed with the front where it is
     if measure_front and latency == "lut":
-        front = timed_front(supernet, front, models, table)
+        models.update({arch_key(r["arch"]): r["model"] for r in named})
+        timed = timed_rows(supernet, front + named, models, table)
+        front, named = timed[: len(front)], timed[len(front) :]
         rewrite_outputs(front)
     best, met = pick_best(front, objective, budgets.get("latency_ms"))
     if not met:
@@ -293,29 +297,54 @@ def run_search_job(
         f"front/{i_best} ({objective} {best[objective]:.4f}, {best.get('measured_ms', best['latency_ms']):.2f} ms) "
         f"copied to {out / 'best'}"
     )
-    write_named(supernet, space, table, evaluator, budgets, out, weights, train_args, objective, LOGGER)
+    write_named(named, space, budgets, out, weights, evaluator.calib_images, train_args, objective, LOGGER)
     return front, best
 
 
-def write_named(supernet, space, table, evaluator, budgets, out, weights, train_args, objective, logger):
-    """The supernet's named archs within `budgets` as `out/named/<name>/`, each scored as the search scores subnets.
+def scored_named(supernet, space, table, evaluator):
+    """Rows of the supernet's named archs (`archs:`, e.g. stock YOLOv8n), each extracted, recalibrated and scored on
+    all val images as the front is, with the table's latency, its `name` and its `model`."""
+    by_arch = {arch_key(arch): (name, arch) for name, arch in named_archs(supernet).items()}  # the scaled alias last
+    rows = []
+    for name, arch in by_arch.values():
+        model = evaluator.static(arch)
+        score = evaluator.score(model, evaluator.data_yaml)
+        rows.append({"name": name, "arch": arch, **score, "latency_ms": predict_us(table, space, arch) / 1000})
+        rows[-1]["model"] = model
+    return rows
+
+
+def named_within(rows, budgets):
+    """(rows within `budgets`, rows outside): by latency timed whole where the row has it (`measured_ms`), as
+    `best/` is picked, else by the table: the stock arch's prediction can miss the stock model's own timed latency
+    that a budget is often set to by a few per cent."""
+    within, outside = [], []
+    for r in rows:
+        latency_ms = r.get("measured_ms", r["latency_ms"])
+        (within if meets_budgets({**r, "latency_ms": latency_ms}, budgets) else outside).append(r)
+    return within, outside
+
+
+def write_named(rows, space, budgets, out, weights, calib_images, train_args, objective, logger):
+    """The named archs of `scored_named` within `budgets` as `out/named/<name>/`.
 
     Inherited accuracy after a short supernet run can rank the stock arch below a smaller subnet that ends lower
     after fine-tuning (Benchmarks), so the stock arch is handed over too, to be fine-tuned beside `best/`.
     """
     shutil.rmtree(out / "named", ignore_errors=True)
-    by_arch = {arch_key(arch): (name, arch) for name, arch in named_archs(supernet).items()}  # the scaled alias last
-    for name, arch in by_arch.values():
-        model = evaluator.static(arch)  # scored on all val images, as the front is
-        row = {**evaluator.score(model, evaluator.data_yaml), "latency_ms": predict_us(table, space, arch) / 1000}
-        if not meets_budgets(row, budgets):
-            logger.info(f"search: named arch {name} ({row['latency_ms']:.2f} ms predicted) is outside the budgets")
-            continue
-        write_subnet(model, arch, space, out / "named" / name, weights, evaluator.calib_images, train_args)
+    within, outside = named_within(rows, budgets)
+
+    def latency(r):
+        timed = f", {r['measured_ms']:.2f} ms timed" if "measured_ms" in r else ""
+        return f"{r['latency_ms']:.2f} ms predicted{timed}"
+
+    for r in outside:
+        logger.info(f"search: named arch {r['name']} ({latency(r)}) is outside the budgets")
+    for r in within:
+        write_subnet(r["model"], r["arch"], space, out / "named" / r["name"], weights, calib_images, train_args)
         logger.info(
-            f"search: named arch {name} meets the budgets ({row['latency_ms']:.2f} ms predicted, {objective} "
-            f"{row[objective]:.4f} inherited), written to {out / 'named' / name}: fine-tune it beside best/ and keep "
-            "the better on val"
+            f"search: named arch {r['name']} meets the budgets ({latency(r)}, {objective} {r[objective]:.4f} "
+            f"inherited), written to {out / 'named' / r['name']}: fine-tune it beside best/ and keep the better on val"
         )
 
 
@@ -338,24 +367,25 @@ def _warn_outside_band(supernet, table, latency_budget, logger):
         )
 
 
-def timed_front(supernet, front, models, table):
-    """The front's rows with `measured_ms`: each subnet timed whole, as `tools/validate_lut.py` times them."""
+def timed_rows(supernet, rows, models, table):
+    """The rows (the front, and the named archs) with `measured_ms`: each subnet timed whole, as
+    `tools/validate_lut.py` times them, in one interleaved run."""
     from ultralytics.utils import LOGGER
 
     from .timing import backend_for, measure_models
 
     stats = measure_models(
         supernet,
-        (copy.deepcopy(models[arch_key(r["arch"])]) for r in front),  # timing fuses in place; the written ones stay
+        (copy.deepcopy(models[arch_key(r["arch"])]) for r in rows),  # timing fuses in place; the written ones stay
         table,
         backend_for(table),
         desc="the front",
-        total=len(front),
+        total=len(rows),
     )
-    front = [{**r, "measured_ms": s["median_us"] / 1000} for r, s in zip(front, stats)]
-    errors = [r["latency_ms"] / r["measured_ms"] - 1 for r in front]
+    rows = [{**r, "measured_ms": s["median_us"] / 1000} for r, s in zip(rows, stats)]
+    errors = [r["latency_ms"] / r["measured_ms"] - 1 for r in rows]
     LOGGER.info(
-        f"search: front timed whole on {table['meta']['backend']}: the table's prediction was off by "
+        f"search: front (and named archs) timed whole on {table['meta']['backend']}: the table's prediction was off by "
         f"{min(errors):+.1%} to {max(errors):+.1%}"
     )
-    return front
+    return rows

@@ -9,7 +9,8 @@
 Writes DIR/history.csv (every evaluated subnet), DIR/pareto.csv|json|png (the front), and for every front member
 DIR/front/<i>/ plus DIR/best/ (the most accurate subnet within the budgets, its latency timed whole unless
 --no-measure-front): arch.json, model.yaml, model.pt, which work with stock `yolo val/predict/export/train`; the
-same for DIR/named/<name>/, each named arch of the supernet YAML (e.g. yolov8n) that meets the budgets by the table.
+same for DIR/named/<name>/, each named arch of the supernet YAML (e.g. yolov8n) that meets the budgets (timed whole
+with the front, or by the table with --no-measure-front).
 --resume continues a killed search.
 """
 
