@@ -22,9 +22,20 @@ REFERENCE_WARMUP, REFERENCE_REPEATS = 20, 200  # a table's reference subnet is t
 
 
 def backend_for(lut):
-    """The backend, device, precision and threads a table was measured with."""
+    """The backend, device, precision and threads a table was measured with; warns when this machine's device is
+    another model than the table's, whose timings would be in another device's units."""
+    from ultralytics.utils import LOGGER
+
     m = lut["meta"]
-    return get_backend(m["backend"], m["device"], m["precision"], m["threads"])
+    backend = get_backend(m["backend"], m["device"], m["precision"], m["threads"])
+    here = backend.info.get("device_name")
+    if m.get("device_name") and here and here != m["device_name"]:
+        LOGGER.warning(
+            f"the latency table was measured on {m['device_name']!r}, this machine's {m['device']} is {here!r}: "
+            "timings here are not in the table's units (stock models' latency ratios differed by up to 0.1x between "
+            "two CPU models); build the table on the device that will run the detector."
+        )
+    return backend
 
 
 def export_onnx(module, input_shapes, path):

@@ -55,6 +55,24 @@ def test_bad_backend_settings_are_named(args, message):
     assert message in str(e.value)
 
 
+def test_timing_against_a_table_of_another_device_model_warns(monkeypatch):
+    """Tables and budgets are per device model (YOLO11n timed 0.92x YOLOv8n on one CPU model, 1.005x on another):
+    timing against a table measured elsewhere says so, naming both devices; on the same device it says nothing."""
+    from ultralytics.utils import LOGGER
+
+    from nas_plugin.timing import backend_for
+
+    said = []
+    monkeypatch.setattr(LOGGER, "warning", said.append)
+    meta = {"backend": "onnxruntime", "device": "CPU", "precision": "f32", "threads": None}
+    here = backend_for({"meta": {**meta, "device_name": None}}).info["device_name"]
+    assert not said
+    backend_for({"meta": {**meta, "device_name": here}})
+    assert not said
+    backend_for({"meta": {**meta, "device_name": "Some Other CPU @ 2.0GHz"}})
+    assert len(said) == 1 and "'Some Other CPU @ 2.0GHz'" in said[0] and repr(here) in said[0]
+
+
 @pytest.mark.skipif(
     torch.cuda.is_available(), reason="a GPU is present: the TensorRT path runs in test_tensorrt_on_gpu"
 )
