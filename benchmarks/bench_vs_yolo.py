@@ -178,7 +178,6 @@ def main(argv=None):
     import yaml
     from ultralytics import YOLO as Model
 
-    from nas_plugin.backends import get_backend
     from nas_plugin.calibration import calibration_batches, check_dataset
     from nas_plugin.extract import save_subnet
     from nas_plugin.files import write_json
@@ -195,7 +194,7 @@ def main(argv=None):
     )
     from nas_plugin.search import CALIB_BATCHES
     from nas_plugin.supernet import fingerprint, load_supernet, named_archs
-    from nas_plugin.timing import measure_interleaved, model_onnx
+    from nas_plugin.timing import backend_for, measure_interleaved, model_onnx
 
     train_args, finetune_args = (
         parse_train_args(args.train_args),
@@ -224,7 +223,7 @@ def main(argv=None):
     supernet = load_supernet(weights)
     lut_path = Path(args.lut) if args.lut else work / f"lut_{args.imgsz}.json"
     lut = load_lut(lut_path, fingerprint(supernet), args.imgsz)
-    backend = get_backend("openvino", "CPU", "f32")
+    backend = backend_for(lut)  # the table's own backend, device and precision: budgets are in its units
 
     stock_ms = stock_latency(supernet, lut, lut_path, nc, backend)
     shares = [float(v) for v in args.budgets.split(",")]
@@ -417,7 +416,8 @@ def main(argv=None):
 
     seeds_note = f" ({args.seeds_for})" if args.seeds_for else ""
     print(
-        f"\nOpenVINO {backend.info['version']} CPU f32 ({backend.info['device_name']}), "
+        f"\n{backend.info['backend']} {backend.info['version']} {backend.info['device']} {backend.info['precision']} "
+        f"({backend.info['device_name']}), "
         f"imgsz {args.imgsz}, batch {args.batch}, {args.seeds} seeds{seeds_note}{args_note}{finetune_note}"
     )
     print(

@@ -279,8 +279,8 @@ def run_search_job(
         )
     named = scored_named(supernet, space, table, evaluator)  # the stock arch, timed with the front where it is
     if measure_front and latency == "lut":
-        models.update({arch_key(r["arch"]): r["model"] for r in named})
-        timed = timed_rows(supernet, front + named, models, table)
+        named_models = {arch_key(r["arch"]): r["model"] for r in named}
+        timed = timed_rows(supernet, front + named, {**models, **named_models}, table)
         front, named = timed[: len(front)], timed[len(front) :]
         rewrite_outputs(front)
     best, met = pick_best(front, objective, budgets.get("latency_ms"))
@@ -308,9 +308,16 @@ def scored_named(supernet, space, table, evaluator):
     rows = []
     for name, arch in by_arch.values():
         model = evaluator.static(arch)
-        score = evaluator.score(model, evaluator.data_yaml)
-        rows.append({"name": name, "arch": arch, **score, "latency_ms": predict_us(table, space, arch) / 1000})
-        rows[-1]["model"] = model
+        latency_ms = predict_us(table, space, arch) / 1000
+        rows.append(
+            {
+                "name": name,
+                "arch": arch,
+                **evaluator.score(model, evaluator.data_yaml),
+                "latency_ms": latency_ms,
+                "model": model,
+            }
+        )
     return rows
 
 
