@@ -27,9 +27,10 @@ def test_counts_match_once_for_all_and_the_neck(space):
     fixed = _without_width(space)
     assert S.count(fixed, ("backbone",)) == 7371**5  # once-for-all's ~2.2e19 for the same choices
     assert S.count(fixed, ("head",)) == 18**4  # per block: 2 kernels x 3 activations x (depth 1, 2 or 3 share them)
-    # width: the stem and the first stage offer 2 channel counts at scale n (0.75 rounds up to 1.0's), the rest 3
-    assert S.count(space, ("backbone",)) == 7371**5 * 2 * 2 * 3**5
-    assert S.count(space) == 7371**5 * 18**4 * 2 * 2 * 3**5 * 3**6
+    # width at scale n: the 16-channel stem offers 2 channel counts and the 24-channel first stage 3 (shares that
+    # round up to a larger one's count are dropped), the other 5 backbone and 6 neck layers 4
+    assert S.count(space, ("backbone",)) == 7371**5 * 2 * 3 * 4**5
+    assert S.count(space) == 7371**5 * 18**4 * 2 * 3 * 4**5 * 4**6
 
 
 @pytest.mark.parametrize("make", [S.max_arch, S.min_arch, lambda sp: S.random_arch(sp, seed=7)])
@@ -42,9 +43,9 @@ def test_archs_round_trip_json_yaml_and_validate(space, make):
 def test_max_and_min_take_last_and_first_choices(space):
     mx, mn = S.max_arch(space), S.min_arch(space)
     assert mx["backbone"][1] == {"depth": 4, "width": 1.0, "kernel": [7] * 4, "expand": [6] * 4}
-    assert mn["backbone"][1] == {"depth": 2, "width": 0.5, "kernel": [3] * 2, "expand": [3] * 2}
+    assert mn["backbone"][1] == {"depth": 2, "width": 0.25, "kernel": [3] * 2, "expand": [3] * 2}
     assert mx["head"][0] == {"depth": 3, "kernel": 5, "act": "mish", "width": 1.0}
-    assert mn["head"][0] == {"depth": 1, "kernel": 3, "act": "relu", "width": 0.5}
+    assert mn["head"][0] == {"depth": 1, "kernel": 3, "act": "relu", "width": 0.25}
 
 
 def test_random_is_seeded(space):
@@ -114,7 +115,7 @@ def _bad(space, path, value):
         ),
         (("backbone", 1, "expand"), KeyError, "arch['backbone'][1] is missing ['expand']"),
         (("head", 0, "expand"), 2, "arch['head'][0] has unknown key(s) ['expand']"),
-        (("head", 0, "width"), 2, "arch['head'][0]['width'] = 2 is not allowed; choose from [0.5, 0.75, 1.0]"),
+        (("head", 0, "width"), 2, "arch['head'][0]['width'] = 2 is not allowed; choose from [0.25, 0.5, 0.75, 1.0]"),
         (("backbone", 1, "kernel"), [3, 3], "arch['backbone'][1]['kernel'] = [3, 3] must be a list of 4 values"),
         (("head", 1, "kernel"), True, "arch['head'][1]['kernel'] = True is not allowed"),
     ],
