@@ -6,7 +6,7 @@
         [--rounds 20] [--timings 3] [--train-args "optimizer=AdamW lr0=0.002"]
         [--equal-training YOLOv8n,YOLO11n,YOLO26n] [--scratch YOLOv8n,YOLO11n,YOLO26n] [--restart YOLOv8n]
         [--finetune-args "..."]
-        [--seeds-for "searched (b)=2,YOLOv8n 90 ep=2"]
+        [--seeds-for "searched (b)=2,YOLOv8n 90 ep=2"] [--size-luts LUT192.json,...]
 
 Reads what `bench_fidelity.py --name NAME` left in `--work` (the preset dataset, the trained supernet, stock YOLOv8n
 trained alone) and:
@@ -38,6 +38,10 @@ here (train the supernet with the same: `bench_fidelity.py --train-args ... --su
 and result files are named after them. `--finetune-args` adds arguments to the fine-tuning rows ((b), YOLOv8n (b)) only:
 fine-tuning from trained weights may want other settings than training from scratch (Ultralytics itself starts the
 bias warm-up at 0 instead of 0.1 when it picks AdamW), and the stock rows keep the settings that suit them.
+`--size-luts` adds tables at other image sizes (built `--units-of` the `--lut`): each search then searches every
+size (`tools/search.py --lut ...`), and each size's best gets its (a) and (b) rows (`searched 192px (b)`), trained,
+scored and timed at that size, since inherited accuracy ranks sizes the supernet did not train at too low for the
+search's own pick over sizes to be the one to trust.
 `--seeds-for` gives named rows more (or fewer) seeds than `--seeds`: the rows a claim rests on get a second seed
 without retraining every row, and `ROW=0` leaves a row out (a second supernet seed may need only (b) and YOLOv8n
 trained as long); latency is timed against YOLOv8n trained or, where its row is left out, untrained.
@@ -142,6 +146,12 @@ def main(argv=None):
     p.add_argument("--name", default="recipe", help="the supernet run of bench_fidelity.py (its --name)")
     p.add_argument("--lut", default=None, help="latency table of the supernet (default: WORK/lut_<imgsz>.json)")
     p.add_argument("--imgsz", type=int, default=160)
+    p.add_argument(
+        "--size-luts",
+        default="",
+        help="more tables of the supernet, one per imgsz, built --units-of --lut (comma-separated): the searches "
+        "choose the input size too, and their rows train, score and time at the size chosen",
+    )
     p.add_argument("--budgets", default="1.0", help="latency budgets as shares of YOLOv8n's, comma-separated")
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     p.add_argument("--seeds", type=int, default=2)
@@ -235,31 +245,74 @@ def main(argv=None):
         return "" if share == 1.0 else f"_x{share:g}"
 
     inherited_v8n, v8n_arch = work / args.name / "yolov8n_inherited", named_archs(supernet).get("yolov8n")
-    search_dirs = {share: work / args.name / f"search_v8n{tag(share)}" for share in shares}
+    size_luts = [Path(v) for v in args.size_luts.split(",") if v]
+    sizes = [load_lut(v, fingerprint(supernet))["meta"]["imgsz"] for v in size_luts]
+    sizes_tag = "_sizes" + "-".join(map(str, [args.imgsz, *sizes])) if size_luts else ""
+    search_dirs = {share: work / args.name / f"search_v8n{tag(share)}{sizes_tag}" for share in shares}
+    searched = {}  # (share, imgsz) -> the best front row of its search at that size
+    for share, search in search_dirs.items():
+        budget = share * stock_ms["YOLOv8n"]
+        if not (search / "best" / "model.pt").is_file():
+            print(f"search under {share:g} x YOLOv8n's latency: {budget:.3f} ms", flush=True)
+            cmd = [
+                sys.executable,
+                ROOT / "tools" / "search.py",
+                "--weights",
+                weights,
+                "--data",
+                data,
+                "--lut",
+                lut_path,
+                *size_luts,
+                "--latency-budget",
+                f"{budget:.4f}",
+                "--population",
+                args.population,
+                "--generations",
+                args.generations,
+                "--out",
+                search,
+                *(["--resume"] if any(search.rglob("history.csv")) else []),
+            ]
+            subprocess.run(list(map(str, cmd)), check=True)
+        for size in [args.imgsz, *sizes]:  # with --size-luts, each size's best: the ranking across sizes is biased
+            found = search / f"imgsz{size}" if size_luts else search
+            if (found / "best" / "arch.json").is_file():  # a size whose smallest subnet exceeds the budget has none
+                best_arch = json.loads((found / "best" / "arch.json").read_text())
+                front = json.loads((found / "pareto.json").read_text())["front"]
+                picked = json.loads((search / "best" / "arch.json").read_text()) == best_arch
+                row = next(r for r in front if r["arch"] == best_arch)
+                searched[share, size] = {**row, "imgsz": size, "dir": str(found / "best"), "search_best": picked}
+
     common = dict(imgsz=args.imgsz, batch=args.batch, workers=0, device="cpu", plots=False)  # epochs: per row
     common.update(train_args)
     total = supernet_epochs + args.epochs
     searched_rows = {}
-    for share, search in search_dirs.items():
-        label = f"searched{tag(share).replace('_', ' ')}"
+    for (share, size), found in searched.items():
+        label = f"searched{tag(share).replace('_', ' ')}" + (f" {size}px" if size_luts else "")
         under = f"searched under {share:g} x YOLOv8n's latency"
+        at = {"imgsz": size} if size != args.imgsz else {}  # trained (and scored, timed) at the size it was found at
+        stem = f"best{tag(share)}{sizes_tag}" + (f"_{size}px" if size_luts else "")
+        if size_luts:
+            of = ", ".join(map(str, [args.imgsz, *sizes]))
+            under += f", at imgsz {size} (of {of}; {'' if found['search_best'] else 'not '}the search's best/)"
         searched_rows[f"{label} (a)"] = (
             f"{under}, from scratch (its model.yaml)",
             args.epochs,
             args.name,
-            f"best{tag(share)}_scratch",
-            search / "best" / "model.yaml",
+            f"{stem}_scratch",
+            Path(found["dir"]) / "model.yaml",
             args.epochs,
-            {},
+            at,
         )
         searched_rows[f"{label} (b)"] = (
             f"{under}, inherited + fine-tuned ({supernet_epochs} supernet epochs + {args.epochs}){finetune_note}",
             total,
             args.name,
-            f"best{tag(share)}_finetune",
-            search / "best" / "model.pt",
+            f"{stem}_finetune",
+            Path(found["dir"]) / "model.pt",
             args.epochs,
-            finetune_args,
+            {**finetune_args, **at},
         )
     restart_rows = {  # row -> stock YAML: the stock model trained in (b)'s two stages, the first from scratch
         f"{name} {supernet_epochs} + {args.epochs} ep": cfg for name, cfg in STOCK.items() if name in restart_stock
@@ -315,35 +368,6 @@ def main(argv=None):
     seeds = row_seeds(args.seeds_for, rows, args.seeds)
     rows = {name: row for name, row in rows.items() if seeds[name]}
 
-    searched = {}  # share -> its search's best front row
-    for share, search in search_dirs.items():
-        budget = share * stock_ms["YOLOv8n"]
-        if not (search / "best" / "model.pt").is_file():
-            print(f"search under {share:g} x YOLOv8n's latency: {budget:.3f} ms", flush=True)
-            cmd = [
-                sys.executable,
-                ROOT / "tools" / "search.py",
-                "--weights",
-                weights,
-                "--data",
-                data,
-                "--lut",
-                lut_path,
-                "--latency-budget",
-                f"{budget:.4f}",
-                "--population",
-                args.population,
-                "--generations",
-                args.generations,
-                "--out",
-                search,
-                *(["--resume"] if (search / "history.csv").exists() else []),
-            ]
-            subprocess.run(list(map(str, cmd)), check=True)
-        best_arch = json.loads((search / "best" / "arch.json").read_text())
-        front = json.loads((search / "pareto.json").read_text())["front"]
-        searched[share] = next(r for r in front if r["arch"] == best_arch)
-
     if v8n_arch and not (inherited_v8n / "model.pt").is_file():  # BN recalibrated as the search does
         calib = calibration_batches(check_dataset(data, supernet), args.imgsz, 16, CALIB_BATCHES)
         save_subnet(
@@ -358,11 +382,14 @@ def main(argv=None):
 
     nets = [Model(str(dirs[name, 0] / "weights" / "best.pt")).model.float() for name in rows]
     untrained = [name for name in STOCK if name not in rows]  # timed for the check below (weights: same latency)
+    imgsz = {name: row[6].get("imgsz", args.imgsz) for name, row in rows.items()}  # each row at its own size
     with tempfile.TemporaryDirectory() as tmp:
         onnx = []
-        for i, net in enumerate([*nets, *(stock_model(STOCK[name], nc) for name in untrained)]):
+        for i, (name, net) in enumerate(
+            [*zip(rows, nets), *((name, stock_model(STOCK[name], nc)) for name in untrained)]
+        ):
             path = str(Path(tmp) / f"{i}.onnx")
-            onnx.append((path, model_onnx(net, args.imgsz, 1, path)))
+            onnx.append((path, model_onnx(net, imgsz.get(name, args.imgsz), 1, path)))
         ratios = np.array(  # [timing, model], in units of YOLOv8n's latency: every model is timed against it
             [
                 [s["median_us"] / 1000 for s in measure_interleaved(backend, onnx, (ref, 1000.0), rounds=args.rounds)]
@@ -374,7 +401,7 @@ def main(argv=None):
     for (name, (how, epochs, *_)), timed, net in zip(rows.items(), ratios.T, nets):
         maps = [final_metrics(dirs[name, seed])[0] for seed in range(seeds[name])]
         tests = [
-            split_metrics(dirs[name, seed], data, "test", args.imgsz)[0]
+            split_metrics(dirs[name, seed], data, "test", imgsz[name])[0]
             for seed in range(seeds[name] if has_test else 0)
         ]
         table.append(
@@ -382,6 +409,7 @@ def main(argv=None):
                 "model": name,
                 "trained": how,
                 "epochs": epochs,
+                "imgsz": imgsz[name],
                 "params_M": round(sum(q.numel() for q in net.parameters()) / 1e6, 3),
                 "map50_95_seeds": [round(v, 4) for v in maps],
                 "map50_95": round(float(np.mean(maps)), 4),
@@ -458,10 +486,10 @@ def main(argv=None):
         "settings": vars(args),
         "stock_latency_table_ms": stock_ms,
         "budgets": {  # what each search ran under: a reused one was timed in an earlier run
-            f"{share:g}": json.loads((search / "search_args.json").read_text())["latency_budget"]
+            f"{share:g}": json.loads(next(search.rglob("search_args.json")).read_text())["latency_budget"]
             for share, search in search_dirs.items()
         },
-        "searched": {f"{share:g}": row for share, row in searched.items()},
+        "searched": {f"{share:g}" + (f"@{size}" if size_luts else ""): row for (share, size), row in searched.items()},
         "supernet_epochs": supernet_epochs,
         "supernet_recipe": supernet.yaml.get("nas"),  # its nas: block (phases, band, ...) as trained
         "supernet_cpu_min": supernet_min,
@@ -469,10 +497,12 @@ def main(argv=None):
         "timing_check": {"start_vs_yolov8n": start, "final_vs_yolov8n": final, "agree": moved <= TIMINGS_AGREE},
     }
     finetune_tag = f"_finetune{train_args_tag(finetune_args)}" if finetune_args else ""
-    out = Path(args.results) / f"vs_yolo_{args.name}{args_tag}{finetune_tag}"  # no suffix: lr0-0.002 has a dot
+    out = Path(args.results) / f"vs_yolo_{args.name}{sizes_tag}{args_tag}{finetune_tag}"  # no suffix: lr0-0.002
     write_json(f"{out}.json", result)
     settings = f"{args.train_args}{finetune_note}".strip(", ")
-    title = f"{args.name}: preset data, imgsz {args.imgsz}, OpenVINO CPU f32" + (f"\n{settings}" if settings else "")
+    searched_at = f" (searched at {', '.join(map(str, [args.imgsz, *sizes]))})" if size_luts else ""
+    title = f"{args.name}: preset data, imgsz {args.imgsz}{searched_at}, OpenVINO CPU f32"
+    title += f"\n{settings}" if settings else ""
     plot(table, f"{out}.png", title)
     print(f"written {out}.json and .png")
 

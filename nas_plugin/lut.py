@@ -206,6 +206,18 @@ def _check_numbers(lut, path):
                 )
 
 
+def measured_apart(meta, other):
+    """The metadata keys in which two tables' measurements differ, besides image size, date and source: tables that
+    differ in none are of one supernet on one device, backend and setting, and can share a unit."""
+    return [k for k in META_KEYS if k not in ("imgsz", "date", "supernet") and meta.get(k) != other.get(k)]
+
+
+def units_id(lut):
+    """What names a table's units: the table whose reference was timed alone (its imgsz and build date). A table
+    built `units_of` another carries that table's id in its reference; tables of one id compare in milliseconds."""
+    return lut["reference"].get("units_of") or {"imgsz": lut["meta"]["imgsz"], "date": lut["meta"]["date"]}
+
+
 def load_lut(path, fingerprint=None, imgsz=None):
     """Read a table and check it fits the supernet of `fingerprint` (`supernet.fingerprint`) and `imgsz`."""
     try:

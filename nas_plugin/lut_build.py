@@ -20,7 +20,7 @@ from .channels import has_width
 from .errors import NASError
 from .files import write_json
 from .integration import export_ready
-from .lut import FORMAT, META_KEYS, all_keys, load_lut, raw_sums
+from .lut import FORMAT, META_KEYS, all_keys, load_lut, measured_apart, raw_sums, units_id
 from .space import max_arch, min_arch, sized_arch
 from .supernet import elastic_layers, fingerprint, layer_shapes, model_graph, space_from_model
 from .timing import (
@@ -30,7 +30,10 @@ from .timing import (
     export_onnx,
     measure_interleaved,
     measure_subnets,
+    subnet_onnx,
 )
+
+REFERENCE_ROUNDS = 30  # interleaved rounds timing a reference against another table's
 
 
 class _Layer(nn.Module):
@@ -78,6 +81,19 @@ def _meta(backend, supernet, imgsz, batch, source):
     }
 
 
+def _reference_stats(supernet, lut, ref, backend, units_of, tmp):
+    """The reference subnet's latency stats: timed alone at length, or against `units_of`'s reference."""
+    if units_of is None:
+        return timing_stats(ref.time(REFERENCE_WARMUP, REFERENCE_REPEATS), REFERENCE_WARMUP)
+    other_dir = Path(tmp) / "units_of"
+    other_dir.mkdir()
+    other = (compile_reference(supernet, units_of, backend, other_dir), units_of["reference"]["median_us"])
+    path = str(Path(tmp) / "reference_again.onnx")
+    inputs = subnet_onnx(supernet, lut["reference"]["arch"], lut["meta"]["imgsz"], lut["meta"]["batch"], path)
+    (stats,) = measure_interleaved(backend, [(path, inputs)], other, REFERENCE_ROUNDS)
+    return {**stats, "units_of": units_id(units_of)}
+
+
 _SAME_TABLE = tuple(k for k in META_KEYS if k not in ("date", "supernet"))  # a resumed build must match these
 
 
@@ -101,11 +117,36 @@ def fit_calibration(raw, measured):
     return tuple(float(v) for v in fit)
 
 
-def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnets=20, rounds=10, seed=0, source=""):
+def check_units_of(other, meta):
+    """Refuse a table `other` whose units a new table (`meta`) cannot share: another supernet or device."""
+    diff = measured_apart(other["meta"], meta)
+    if diff:
+        raise NASError(
+            f"--units-of: that table was measured with other {diff} ({[other['meta'].get(k) for k in diff]} vs "
+            f"{[meta[k] for k in diff]}); tables share units only for one supernet on one device and backend."
+        )
+
+
+def build_lut(
+    supernet,
+    imgsz,
+    backend,
+    out,
+    batch=1,
+    resume=False,
+    calib_subnets=20,
+    rounds=10,
+    seed=0,
+    source="",
+    units_of=None,
+):
     """Measure every entry of the supernet's table and fit the calibration; writes `out` as it goes.
 
     Each entry is timed in `rounds` rounds against the reference subnet (the smallest), whose own latency is
-    measured once, first, and kept in the table: resumed builds and later validations are scaled to it.
+    measured once, first, and kept in the table: resumed builds and later validations are scaled to it. With
+    `units_of` (another table of this supernet, e.g. at another imgsz) the reference is timed against that table's
+    reference instead, interleaved: the two tables' milliseconds are then one unit, which a search over input sizes
+    compares (two references each timed alone minutes apart differ by the machine's drift, 10-30 %).
     """
     from ultralytics.utils import LOGGER, TQDM
 
@@ -118,6 +159,8 @@ def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnet
             f"use e.g. {imgsz // stride * stride or stride}."
         )
     meta = _meta(backend, supernet, imgsz, batch, source)
+    if units_of is not None:
+        check_units_of(units_of, meta)
     lut = {"format": FORMAT, "meta": meta, "reference": {"arch": min_arch(space)}, "entries": {}, "calibration": None}
     if out.exists():
         if not resume:
@@ -141,7 +184,7 @@ def build_lut(supernet, imgsz, backend, out, batch=1, resume=False, calib_subnet
     with tempfile.TemporaryDirectory() as tmp:
         ref = compile_reference(supernet, lut, backend, tmp)  # compiled once: timed alone first, then the yardstick
         if "median_us" not in lut["reference"]:
-            lut["reference"].update(timing_stats(ref.time(REFERENCE_WARMUP, REFERENCE_REPEATS), REFERENCE_WARMUP))
+            lut["reference"].update(_reference_stats(supernet, lut, ref, backend, units_of, tmp))
         reference = (ref, lut["reference"]["median_us"])
         for key, (kind, layer, choices) in TQDM(todo.items(), desc="measuring entries", total=len(todo)):
             module, ins = entry_module(supernet, kind, layer, choices, shapes)

@@ -38,15 +38,16 @@ def meets_budgets(row, budgets):
     return all(budgets.get(k) is None or row[k] <= budgets[k] for k in ("latency_ms", "params", "gflops"))
 
 
-def non_dominated(rows, objective):
-    """Rows no other row beats on both (higher objective, lower latency); sorted by latency."""
+def non_dominated(rows, objective, latency="latency_ms"):
+    """Rows no other row beats on both (higher objective, lower `latency`: predicted, or `measured_ms`); sorted by
+    that latency."""
     from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
     if not rows:
         return []
-    F = np.array([[-r[objective], r["latency_ms"]] for r in rows])
+    F = np.array([[-r[objective], r[latency]] for r in rows])
     front = NonDominatedSorting().do(F, only_non_dominated_front=True)
-    return sorted((rows[i] for i in front), key=lambda r: r["latency_ms"])
+    return sorted((rows[i] for i in front), key=lambda r: r[latency])
 
 
 def hypervolume(rows, objective, ref_latency):

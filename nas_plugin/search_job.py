@@ -31,6 +31,10 @@ from .space import arch_key, max_arch, min_arch
 from .supernet import fingerprint, load_supernet, named_archs, space_from_model
 
 
+class BudgetBelowSmallest(NASError):
+    """The latency budget is below the smallest subnet's predicted latency: no subnet can meet it."""
+
+
 def latency_model(kind, supernet, space, lut):
     """`archs -> [ms]` from the table's prediction, or by timing whole subnets on the table's backend."""
     if kind == "lut":
@@ -194,7 +198,7 @@ def run_search_job(
     imgsz = table["meta"]["imgsz"]
     smallest = predict_us(table, space, min_arch(space)) / 1000
     if latency_budget is not None and latency_budget < smallest:
-        raise NASError(
+        raise BudgetBelowSmallest(
             f"--latency-budget {latency_budget} ms is below the smallest subnet's predicted latency {smallest:.3f} ms; "
             "no subnet of this supernet can meet it."
         )

@@ -43,6 +43,24 @@ head:
 """  # a supernet small enough to build latency tables and run searches in seconds; format with nc=
 
 
+def tiny_search_tables(folder, sizes=(64,), units_of_first=False):
+    """(YAML path of a 6-class TINY_SUPERNET, {imgsz: ONNX Runtime table path}) written to `folder`, one timing round
+    per entry; with `units_of_first` every later table is built in the first one's unit."""
+    from nas_plugin.backends import get_backend
+    from nas_plugin.lut import load_lut
+    from nas_plugin.lut_build import build_lut
+    from nas_plugin.supernet import load_supernet
+
+    yaml_path = Path(folder) / "tiny-supernet.yaml"
+    yaml_path.write_text(TINY_SUPERNET.format(nc=6))
+    model, backend, tables = load_supernet(yaml_path), get_backend("onnxruntime"), {}
+    for imgsz in sizes:
+        first = load_lut(tables[sizes[0]]) if tables and units_of_first else None
+        tables[imgsz] = Path(folder) / f"lut{imgsz}.json"
+        build_lut(model, imgsz, backend, tables[imgsz], calib_subnets=2, rounds=1, source=yaml_path, units_of=first)
+    return yaml_path, tables
+
+
 def randomize_bn(model, seed=0):
     """BatchNorm statistics and affine weights away from their init, so outputs depend on every active weight (a
     wrong channel pick shows)."""

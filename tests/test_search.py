@@ -5,10 +5,8 @@ import json
 
 import pytest
 
-from helpers import SUPERNET_YAML, TINY_SUPERNET, tool
+from helpers import SUPERNET_YAML, TINY_SUPERNET, tiny_search_tables, tool
 from nas_plugin import space as S
-from nas_plugin.backends import get_backend
-from nas_plugin.lut_build import build_lut
 from nas_plugin.search import non_dominated, pick_best, run_search
 from nas_plugin.supernet import load_supernet, space_from_model
 
@@ -105,12 +103,8 @@ def test_best_is_picked_by_measured_latency_once_the_front_is_timed():
 
 @pytest.fixture(scope="module")
 def tiny_search_inputs(tmp_path_factory, tiny_data):
-    d = tmp_path_factory.mktemp("search")
-    yaml_path = d / "tiny-supernet.yaml"
-    yaml_path.write_text(TINY_SUPERNET.format(nc=6))
-    model = load_supernet(yaml_path)
-    build_lut(model, 64, get_backend("onnxruntime"), d / "lut.json", calib_subnets=2, rounds=1, source=yaml_path)
-    return yaml_path, d / "lut.json"
+    yaml_path, tables = tiny_search_tables(tmp_path_factory.mktemp("search"))
+    return yaml_path, tables[64]
 
 
 def _args(inputs, data, out, *extra):

@@ -3,14 +3,16 @@
 
     python tools/build_lut.py --model SUPERNET(.yaml|.pt) --imgsz N --backend {openvino,onnxruntime,tensorrt}
         [--device CPU] [--precision f32|f16|bf16] [--threads N] [--batch 1] [--calib-subnets 20] [--rounds 10]
-        --out LUT.json [--resume]
+        [--units-of LUT.json] --out LUT.json [--resume]
 
 Measures every distinct block choice x input shape of the supernet at that image size plus its fixed layers, each
 exported to ONNX (simplified with onnxslim), then times max, min and --calib-subnets whole subnets spread by size
 to fit the correction of per-block sums: call overhead, cross-block fusion, and weights a whole model reads afresh
 where a block timed alone keeps them in cache. All timings are relative to a reference subnet timed in the same
 rounds, which cancels the drift in machine speed between entries, builds and validations. The table is saved after
-every entry; --resume continues an interrupted build.
+every entry; --resume continues an interrupted build. --units-of times the reference against another table's (of
+the same supernet, device and backend, e.g. at another --imgsz) instead of alone, so the two tables' milliseconds are
+one unit: what `tools/search.py --lut A.json B.json` needs to compare input sizes.
 """
 
 import argparse
@@ -37,6 +39,7 @@ def main(argv=None):
         "--rounds", type=int, default=10, help="timing rounds per entry (10 calls each, against the reference)"
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--units-of", help="a table of this supernet and device whose units this one shares (another imgsz)")
     p.add_argument("--out", required=True, help="output LUT JSON")
     p.add_argument("--resume", action="store_true", help="continue an interrupted build of --out")
     args = p.parse_args(argv)
@@ -44,8 +47,9 @@ def main(argv=None):
     from nas_plugin.backends import get_backend
     from nas_plugin.errors import NASError
     from nas_plugin.files import check_writable
+    from nas_plugin.lut import load_lut
     from nas_plugin.lut_build import build_lut
-    from nas_plugin.supernet import load_supernet
+    from nas_plugin.supernet import fingerprint, load_supernet
 
     if args.imgsz < 32 or args.batch < 1 or args.calib_subnets < 0 or args.rounds < 1:
         raise NASError(
@@ -55,6 +59,7 @@ def main(argv=None):
     check_writable(args.out, "--out", is_dir=False)
     backend = get_backend(args.backend, args.device, args.precision, args.threads)
     supernet = load_supernet(args.model)
+    units_of = args.units_of and load_lut(args.units_of, fingerprint(supernet))
     lut = build_lut(
         supernet,
         args.imgsz,
@@ -66,6 +71,7 @@ def main(argv=None):
         rounds=args.rounds,
         seed=args.seed,
         source=args.model,
+        units_of=units_of or None,
     )
     cal = lut["calibration"]
     line = "no calibration"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """NSGA-II search of a trained supernet for the best accuracy x latency trade-offs on a target device.
 
-    python tools/search.py --weights SUPERNET.pt --data DATA.yaml --lut LUT.json [--latency-budget MS]
+    python tools/search.py --weights SUPERNET.pt --data DATA.yaml --lut LUT.json [LUT2.json ...] [--latency-budget MS]
         [--population 50] [--generations 20] [--seed 0] [--objective map50_95|map50] [--calib-batches N]
         [--val-images N] [--latency lut|measure] [--no-measure-front] [--params-budget M] [--gflops-budget G]
         [--workers N] [--ray auto|HOST:PORT [--ray-cpus-per-worker C] [--ray-gpus-per-worker G]] --out DIR [--resume]
@@ -12,6 +12,11 @@ DIR/front/<i>/ plus DIR/best/ (the most accurate subnet within the budgets, its 
 same for DIR/named/<name>/, each named arch of the supernet YAML (e.g. yolov8n) that meets the budgets (timed whole
 with the front, or by the table with --no-measure-front).
 --resume continues a killed search.
+With several tables (one per input size, built with `tools/build_lut.py --units-of` the first), each size is
+searched into DIR/imgsz<N>/ as above, and DIR/best/ and DIR/pareto.* are the best and the front over all sizes: the
+input size is chosen with the arch (the written model.pt keeps it as `yolo val/predict/export`'s default imgsz).
+Inherited accuracy ranks sizes the supernet never trained at too low (the search warns): fine-tune each size's
+DIR/imgsz<N>/best/ and keep the best on val.
 """
 
 import argparse
@@ -24,7 +29,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", required=True, help="trained supernet checkpoint (or supernet YAML, untrained)")
     p.add_argument("--data", required=True, help="dataset YAML: train images recalibrate BN, val images score")
-    p.add_argument("--lut", required=True, help="latency table from tools/build_lut.py (its imgsz is the search's)")
+    p.add_argument(
+        "--lut",
+        required=True,
+        nargs="+",
+        help="latency table from tools/build_lut.py (its imgsz is the search's); several, one per imgsz and built "
+        "--units-of one another, search every size and pick the best over them",
+    )
     p.add_argument("--latency-budget", type=float, help="latency limit in ms (hard constraint)")
     p.add_argument("--params-budget", type=float, help="parameter limit in millions (optional)")
     p.add_argument("--gflops-budget", type=float, help="GFLOPs limit (optional)")
@@ -70,9 +81,13 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from nas_plugin.search_job import run_search_job
+    from nas_plugin.size_search import run_size_search
 
     options = {k: v for k, v in vars(args).items() if k not in ("weights", "data", "lut", "out")}
-    run_search_job(args.weights, args.data, args.lut, args.out, **options)
+    if len(args.lut) > 1:
+        run_size_search(args.weights, args.data, args.lut, args.out, **options)
+    else:
+        run_search_job(args.weights, args.data, args.lut[0], args.out, **options)
 
 
 if __name__ == "__main__":
