@@ -112,6 +112,7 @@ def plot_sizes(fronts, joint, objective, budget, path):
     key = "measured_ms" if "measured_ms" in joint[0] else "latency_ms"
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
     for imgsz, front in sorted(fronts.items()):
+        front = sorted(front, key=lambda r: r[key])  # each size's front was found by predicted latency
         ax.plot([r[key] for r in front], [r[objective] for r in front], "o-", ms=3, lw=1, label=f"front at {imgsz} px")
     ax.plot(
         [r[key] for r in joint],
@@ -124,7 +125,7 @@ def plot_sizes(fronts, joint, objective, budget, path):
     )
     if budget:
         ax.axvline(budget, color="tab:blue", ls="--", lw=1, label=f"budget {budget:g} ms")
-    timed = " (timed whole)" if key == "measured_ms" else ""
-    ax.set(xlabel=f"latency (ms){timed}", ylabel={"map50_95": "mAP50-95", "map50": "mAP50"}.get(objective, objective))
+    timed = ", timed whole" if key == "measured_ms" else ", predicted"
+    ax.set(xlabel=f"latency (ms{timed})", ylabel={"map50_95": "mAP50-95", "map50": "mAP50"}.get(objective, objective))
     ax.legend(fontsize=8)
     save_figure(fig, path)
