@@ -2,11 +2,11 @@
 table's imgsz, in `out/imgsz<N>/`; then the most accurate subnet within the budgets over every size in `out/best/`.
 
 Input size moves latency and accuracy together as much as the architecture does: on the benchmark data the best
-subnet searched at 192 px beat YOLOv8n's own arch at 160 px at 0.94x its latency, where no arch at 160 px did
-(README, Benchmarks). Accuracy at each size is what `yolo val` gives there (the subnets are validated at
-their table's imgsz), and the written `model.pt` keeps its imgsz as the default of `yolo val/predict/export`. The
-tables must share one unit (`tools/build_lut.py --units-of`): each alone carries the drift of the minute its
-reference was timed, which would tilt the comparison between sizes by as much.
+subnet searched at 192 px matched YOLOv8n's own arch at 160 px at 0.84-0.93x its latency (three supernet seeds),
+where the picks at 160 px trailed it by 0.03 (README, Benchmarks). Accuracy at each size is what `yolo val` gives
+there (the subnets are validated at their table's imgsz), and the written `model.pt` keeps its imgsz as the default
+of `yolo val/predict/export`. The tables must share one unit (`tools/build_lut.py --units-of`): each alone carries
+the drift of the minute its reference was timed, which would tilt the comparison between sizes by as much.
 """
 
 import shutil
