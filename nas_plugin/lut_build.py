@@ -81,10 +81,8 @@ def _meta(backend, supernet, imgsz, batch, source):
     }
 
 
-def _reference_stats(supernet, lut, ref, backend, units_of, tmp):
-    """The reference subnet's latency stats: timed alone at length, or against `units_of`'s reference."""
-    if units_of is None:
-        return timing_stats(ref.time(REFERENCE_WARMUP, REFERENCE_REPEATS), REFERENCE_WARMUP)
+def _timed_against(supernet, lut, backend, units_of, tmp):
+    """The reference subnet's latency stats timed against `units_of`'s reference, in its unit."""
     other_dir = Path(tmp) / "units_of"
     other_dir.mkdir()
     other = (compile_reference(supernet, units_of, backend, other_dir), units_of["reference"]["median_us"])
@@ -184,7 +182,11 @@ def build_lut(
     with tempfile.TemporaryDirectory() as tmp:
         ref = compile_reference(supernet, lut, backend, tmp)  # compiled once: timed alone first, then the yardstick
         if "median_us" not in lut["reference"]:
-            lut["reference"].update(_reference_stats(supernet, lut, ref, backend, units_of, tmp))
+            lut["reference"].update(
+                timing_stats(ref.time(REFERENCE_WARMUP, REFERENCE_REPEATS), REFERENCE_WARMUP)
+                if units_of is None
+                else _timed_against(supernet, lut, backend, units_of, tmp)
+            )
         reference = (ref, lut["reference"]["median_us"])
         for key, (kind, layer, choices) in TQDM(todo.items(), desc="measuring entries", total=len(todo)):
             module, ins = entry_module(supernet, kind, layer, choices, shapes)

@@ -91,25 +91,23 @@ def run_size_search(weights, data, luts, out, **options):
     rows = [r for front in fronts.values() for r in front]
     objective, budget = options.get("objective", "map50_95"), options.get("latency_budget")
     best, _ = pick_best(rows, objective, budget)
-    timed = "measured_ms" in rows[0]
-    joint = non_dominated(rows, objective, "measured_ms" if timed else "latency_ms")
+    key = "measured_ms" if "measured_ms" in rows[0] else "latency_ms"  # timed whole, unless --no-measure-front
+    joint = non_dominated(rows, objective, key)
     shutil.rmtree(out / "best", ignore_errors=True)
     shutil.copytree(out / f"imgsz{best['imgsz']}" / "front" / str(best["front_index"]), out / "best")
     write_text(out / "pareto.csv", csv_text(joint))
     write_json(out / "pareto.json", {"objective": objective, "budgets": {"latency_ms": budget}, "front": joint})
-    plot_sizes(fronts, joint, objective, budget, out / "pareto.png")
-    latency = best.get("measured_ms", best["latency_ms"])
+    plot_sizes(fronts, joint, objective, budget, key, out / "pareto.png")
     LOGGER.info(
         f"search over sizes {sorted(fronts)} done: best imgsz {best['imgsz']} (imgsz{best['imgsz']}/front/"
-        f"{best['front_index']}, {objective} {best[objective]:.4f}, {latency:.2f} ms) copied to {out / 'best'}"
+        f"{best['front_index']}, {objective} {best[objective]:.4f}, {best[key]:.2f} ms) copied to {out / 'best'}"
     )
     return joint, best
 
 
-def plot_sizes(fronts, joint, objective, budget, path):
-    """Each size's front in its own colour, the front over sizes, and the latency budget."""
+def plot_sizes(fronts, joint, objective, budget, key, path):
+    """Each size's front in its own colour, the front over sizes, and the latency budget, on latency `key`."""
     plt = pyplot()
-    key = "measured_ms" if "measured_ms" in joint[0] else "latency_ms"
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
     for imgsz, front in sorted(fronts.items()):
         front = sorted(front, key=lambda r: r[key])  # each size's front was found by predicted latency

@@ -59,7 +59,7 @@ def main(argv=None):
     check_writable(args.out, "--out", is_dir=False)
     backend = get_backend(args.backend, args.device, args.precision, args.threads)
     supernet = load_supernet(args.model)
-    units_of = args.units_of and load_lut(args.units_of, fingerprint(supernet))
+    units_of = load_lut(args.units_of, fingerprint(supernet)) if args.units_of else None
     lut = build_lut(
         supernet,
         args.imgsz,
@@ -71,7 +71,7 @@ def main(argv=None):
         rounds=args.rounds,
         seed=args.seed,
         source=args.model,
-        units_of=units_of or None,
+        units_of=units_of,
     )
     cal = lut["calibration"]
     line = "no calibration"
