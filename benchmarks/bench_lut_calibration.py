@@ -59,12 +59,11 @@ def main(argv=None):
     raw = [raw_sums(lut, space, a) for a in archs]
     k = len(calib["uniform"])
     fits = {  # in the table's own calibration form
-        fit: dict(zip(("scale", "per_param_us", "offset_us"), fit_calibration(raw[i : i + k], measured[i : i + k])))
-        for fit, i in (("uniform", 0), ("by size", k))
+        fit: fit_calibration(raw[i : i + k], measured[i : i + k]) for fit, i in (("uniform", 0), ("by size", k))
     }
     rows = [
-        {"name": name, "measured_us": m, **{f: calibrated_us(c, us, params) / m - 1 for f, c in fits.items()}}
-        for (name, _), (us, params), m in zip(held, raw[2 * k :], measured[2 * k :])
+        {"name": name, "measured_us": m, **{f: calibrated_us(c, sums, params) / m - 1 for f, c in fits.items()}}
+        for (name, _), (sums, params), m in zip(held, raw[2 * k :], measured[2 * k :])
     ]
 
     lo, hi = min(r["measured_us"] for r in rows), max(r["measured_us"] for r in rows)

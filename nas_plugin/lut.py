@@ -11,6 +11,10 @@ the fusion between neighbouring blocks that per-block timing cannot see; the wei
 own hides: its weights stay in cache across repeated calls, while a whole model reads them afresh (the largest
 subnets run 10-20% slower than their sum says, the mid-sized ones faster; tables without weight counts fit a line);
 the fit minimizes relative error, so the smallest subnets count as much as the largest (`lut_build.fit_calibration`).
+Tables that record each layer's feature-map level (`meta["levels"]`: P1..P5 by output stride, `head`) scale each
+level's entries on their own (`scale_by_level`, replacing `scale`): how much of a block's time alone it keeps inside
+a whole model depends on its feature-map size (at 320 px on an Intel CPU the stem, P1, keeps about a sixth of it and
+the P4 blocks nine tenths), which one scale for all ranks subnets wrongly.
 All timings are scaled to the table's reference subnet (`reference`: its arch and latency at build time), timed
 alongside every measurement.
 
@@ -116,8 +120,8 @@ def _inputs(meta):
     return graph, (count_choices(graph) if graph else None)
 
 
-def arch_keys(space, arch, meta):
-    """All entry keys whose sum is the latency of `arch`, for a table with metadata `meta`."""
+def arch_entries(space, arch, meta):
+    """[(layer, key)] of all entries whose sum is the latency of `arch`, for a table with metadata `meta`."""
     graph, counts = _inputs(meta)
     live = [len(c) for c in live_indices(graph, space, arch)] if graph else None
 
@@ -126,11 +130,16 @@ def arch_keys(space, arch, meta):
             return None
         return tuple(live[j] for j in graph[layer]["f"])
 
-    keys = [f"layer{i}" + (f"/{_c1_key(c)}" if (c := c1(i)) else "") for i in meta["fixed_layers"]]
+    entries = [(i, f"layer{i}" + (f"/{_c1_key(c)}" if (c := c1(i)) else "")) for i in meta["fixed_layers"]]
     for section, i, unit in units(space):
         c = c1(unit["layer"])
-        keys += unit_keys(unit, arch[section][i], None if c is None else c[0])
-    return keys
+        entries += [(unit["layer"], k) for k in unit_keys(unit, arch[section][i], None if c is None else c[0])]
+    return entries
+
+
+def arch_keys(space, arch, meta):
+    """All entry keys whose sum is the latency of `arch`, for a table with metadata `meta`."""
+    return [key for _, key in arch_entries(space, arch, meta)]
 
 
 def all_keys(space, meta):
@@ -155,25 +164,30 @@ def all_keys(space, meta):
 
 
 def raw_sums(lut, space, arch):
-    """(latency in us, weight count) summed over the table entries of `arch`, uncalibrated; a missing entry is an
-    error, never 0. Tables from before weight counts give 0 weights."""
-    us = params = 0.0
-    for key in arch_keys(space, arch, lut["meta"]):
+    """({level: latency in us}, weight count) summed over the table entries of `arch`, uncalibrated: per feature-map
+    level for tables that record levels, else all under "all". A missing entry is an error, never 0. Tables from
+    before weight counts give 0 weights."""
+    levels = lut["meta"].get("levels")
+    sums, params = {}, 0.0
+    for layer, key in arch_entries(space, arch, lut["meta"]):
         entry = lut["entries"].get(key)
         if entry is None:
             raise NASError(
                 f"latency table has no entry {key!r}; it is incomplete (rebuild with --resume) or for another supernet."
             )
-        us += entry["median_us"]
+        level = levels[layer] if levels else "all"
+        sums[level] = sums.get(level, 0.0) + entry["median_us"]
         params += entry.get("params", 0)
-    return us, params
+    return sums, params
 
 
-def calibrated_us(cal, us, params):
-    """The calibration fit applied to a subnet's summed entries (no calibration: the plain sum)."""
+def calibrated_us(cal, sums, params):
+    """The calibration fit applied to a subnet's summed entries (`raw_sums`; no calibration: the plain sum)."""
     if not cal:
-        return us
-    return cal["scale"] * us + cal.get("per_param_us", 0.0) * params + cal["offset_us"]
+        return sum(sums.values())
+    by_level = cal.get("scale_by_level")
+    scaled = sum(by_level[g] * us for g, us in sums.items()) if by_level else cal["scale"] * sum(sums.values())
+    return scaled + cal.get("per_param_us", 0.0) * params + cal["offset_us"]
 
 
 def predict_us(lut, space, arch):
@@ -197,8 +211,10 @@ def _check_numbers(lut, path):
             )
     cal = lut.get("calibration")
     if cal is not None:
-        for key in ("scale", "offset_us", "per_param_us"):
-            v = cal.get(key, 0.0 if key == "per_param_us" else None) if isinstance(cal, dict) else None
+        cal = cal if isinstance(cal, dict) else {}
+        numbers = {k: cal.get(k, 0.0 if k == "per_param_us" else None) for k in ("scale", "offset_us", "per_param_us")}
+        numbers.update({f"scale_by_level[{g!r}]": v for g, v in cal.get("scale_by_level", {}).items()})
+        for key, v in numbers.items():
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
                 raise NASError(
                     f"latency table {str(path)!r}: calibration {key} is {v!r}; "

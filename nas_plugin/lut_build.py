@@ -65,7 +65,14 @@ def _params(module):
     return sum(p.numel() for p in module.parameters())
 
 
-def _meta(backend, supernet, imgsz, batch, source):
+def _levels(shapes, imgsz):
+    """Each layer's feature-map level, Ultralytics' P1..P5 by output stride; `head` for a layer without one output map
+    (Detect). Latency calibration scales each level on its own (`lut.calibrated_us`)."""
+    outs = [shapes[i][1] for i in range(len(shapes))]
+    return [f"P{(imgsz // out[2]).bit_length() - 1}" if out and len(out) == 4 else "head" for out in outs]
+
+
+def _meta(backend, supernet, imgsz, batch, source, shapes):
     graph = model_graph(supernet)  # kept for spaces with width: keys name the input widths an entry sees
     return {
         **{k: backend.info.get(k) for k in ("backend", "version", "device", "device_name", "cpu", "precision")},
@@ -77,6 +84,7 @@ def _meta(backend, supernet, imgsz, batch, source):
         "fingerprint": fingerprint(supernet),
         "supernet": str(source),
         "fixed_layers": [m.i for m in supernet.model if m.i not in {i for _, i, _ in elastic_layers(supernet)}],
+        "levels": _levels(shapes, imgsz),
         **({"graph": graph} if has_width(graph) else {}),
     }
 
@@ -95,24 +103,59 @@ def _timed_against(supernet, lut, backend, units_of, tmp):
 _SAME_TABLE = tuple(k for k in META_KEYS if k not in ("date", "supernet"))  # a resumed build must match these
 
 
-def fit_calibration(raw, measured):
-    """(scale, per_param_us, offset_us) of `measured ~ scale x sum + per_param_us x weights + offset_us` over
-    (sum, weights) pairs, least squares in relative error: an absolute fit lets the largest subnets decide and
-    underpredicted the smallest by 12-17 % in every table (3-5 % relative).
+LEVEL_PULL = 0.01  # ridge pull of each level's scale toward the pooled scale, in squared relative error per subnet
 
-    A fit that would predict a latency <= 0 anywhere in the calibration subnets' range of sums and weights (noisy
-    timings of a few tiny subnets can tilt it that far) falls back to fewer terms: without weights, then scale alone.
+
+def fit_calibration(raw, measured):
+    """The calibration {scale, per_param_us, offset_us[, scale_by_level]} of `measured ~ scale x sum + per_param_us x
+    weights + offset_us` over `lut.raw_sums` pairs, least squares in relative error: an absolute fit lets the largest
+    subnets decide and underpredicted the smallest by 12-17 % in every table (3-5 % relative).
+
+    A fit that would predict a latency <= 0 anywhere in the calibration subnets' range of sums and weights, or scale
+    the sum by <= 0 (noisy timings of a few tiny subnets can tilt it that far, or weights that grow with the sum can
+    stand in for it), falls back to fewer terms: without weights, then scale alone.
+    With sums per feature-map level, each level then gets its own scale in place of `scale`, pulled toward it (ridge,
+    LEVEL_PULL: 22 subnets pin 5-6 scales loosely) and kept only if every level's scale and every prediction is > 0.
+    A 320 px table on an Intel CPU ranked 52 held-out subnets at Spearman 0.952 with one scale and 0.987 with these
+    (benchmarks/RESULTS.md).
     """
     m = np.asarray(measured, dtype=float)
-    x = np.array([[us, n, 1.0] for us, n in raw]) / m[:, None]
-    sums, weights = np.array(raw, dtype=float).T
+    levels = sorted({g for sums, _ in raw for g in sums})
+    by_level = np.array([[sums.get(g, 0.0) for g in levels] for sums, _ in raw])
+    sums, weights = by_level.sum(axis=1), np.array([n for _, n in raw], dtype=float)
+    x = np.column_stack([sums, weights, np.ones_like(m)]) / m[:, None]
     corners = np.array([[a, b, 1.0] for a in (sums.min(), sums.max()) for b in (weights.min(), weights.max())])
     for terms in ([0, 1, 2], [0, 2], [0]):
         fit = np.zeros(3)
         fit[terms] = np.linalg.lstsq(x[:, terms], np.ones_like(m), rcond=None)[0]
-        if (corners @ fit > 0).all():
+        if fit[0] > 0 and (corners @ fit > 0).all():
             break
-    return tuple(float(v) for v in fit)
+    cal = dict(zip(("scale", "per_param_us", "offset_us"), map(float, fit)))
+    if len(levels) < 2:
+        return cal
+    rest = [t for t in terms if t]  # the weight and offset terms the pooled fit kept
+    a = np.column_stack([by_level / m[:, None], x[:, rest]])
+    pull = np.sqrt(LEVEL_PULL) * np.eye(len(levels), a.shape[1])
+    target = np.concatenate([np.ones_like(m), np.full(len(levels), np.sqrt(LEVEL_PULL) * fit[0])])
+    solved = np.linalg.lstsq(np.vstack([a, pull]), target, rcond=None)[0]
+    scales, other = solved[: len(levels)], np.zeros(3)
+    other[rest] = solved[len(levels) :]
+    if (scales > 0).all() and (by_level @ scales + other[1] * weights + other[2] > 0).all():
+        cal.update(per_param_us=float(other[1]), offset_us=float(other[2]))
+        cal["scale_by_level"] = {g: float(v) for g, v in zip(levels, scales)}
+    return cal
+
+
+def calibration(lut, space, archs, measured):
+    """The table's calibration: the fit of whole subnets' `measured` latencies and what it was fitted on."""
+    raw = [raw_sums(lut, space, a) for a in archs]
+    return {
+        **fit_calibration(raw, measured),
+        "subnets": [
+            {"arch": a, "raw_sum_us": sum(sums.values()), "params": n, "measured_us": m}
+            for a, (sums, n), m in zip(archs, raw, measured)
+        ],
+    }
 
 
 def check_units_of(other, meta):
@@ -156,7 +199,8 @@ def build_lut(
             f"imgsz {imgsz} is not a multiple of the supernet's max stride {stride}; "
             f"use e.g. {imgsz // stride * stride or stride}."
         )
-    meta = _meta(backend, supernet, imgsz, batch, source)
+    shapes = layer_shapes(supernet, imgsz, batch)
+    meta = _meta(backend, supernet, imgsz, batch, source, shapes)
     if units_of is not None:
         check_units_of(units_of, meta)
     lut = {"format": FORMAT, "meta": meta, "reference": {"arch": min_arch(space)}, "entries": {}, "calibration": None}
@@ -171,8 +215,8 @@ def build_lut(
                 f"({[old['meta'][k] for k in diff]} vs {[meta[k] for k in diff]})."
             )
         lut.update(reference=old["reference"], entries=old["entries"], calibration=old.get("calibration"))
+        meta["date"] = old["meta"]["date"]  # when its reference was timed: the table's units (`lut.units_id`)
 
-    shapes = layer_shapes(supernet, imgsz, batch)
     keys = all_keys(space, meta)
     todo = {k: v for k, v in keys.items() if k not in lut["entries"]}
     LOGGER.info(
@@ -208,16 +252,9 @@ def build_lut(
             sized_arch(space, (i + 0.5) / calib_subnets, seed=seed + 10_000 + i) for i in range(calib_subnets)
         ]
         measured = [s["median_us"] for s in measure_subnets(supernet, archs, lut, backend, desc="calibration subnets")]
-        raw = [raw_sums(lut, space, a) for a in archs]
-        scale, per_param, offset = fit_calibration(raw, measured)
-        lut["calibration"] = {
-            "scale": scale,
-            "per_param_us": per_param,
-            "offset_us": offset,
-            "subnets": [
-                {"arch": a, "raw_sum_us": us, "params": n, "measured_us": m}
-                for a, (us, n), m in zip(archs, raw, measured)
-            ],
-        }
+        lut["calibration"] = calibration(lut, space, archs, measured)
+    elif lut["calibration"]:  # a resumed table refits from the subnets it timed: older tables gain today's form
+        timed = lut["calibration"]["subnets"]
+        lut["calibration"] = calibration(lut, space, [c["arch"] for c in timed], [c["measured_us"] for c in timed])
     write_json(out, lut)
     return lut

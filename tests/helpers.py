@@ -74,3 +74,17 @@ def randomize_bn(model, seed=0):
                 bn.bias.normal_(0, 0.1, generator=g)
                 bn.running_mean.normal_(0, 0.1, generator=g)
                 bn.running_var.uniform_(0.5, 2.0, generator=g)
+
+
+def restated_prediction(lut, space, arch):
+    """A table's prediction for `arch` restated from its parts: each entry's time scaled by its layer's feature-map
+    level (or the one scale), plus the weight and offset terms."""
+    from nas_plugin.lut import arch_entries
+
+    cal, total = lut["calibration"], 0.0
+    scales = cal.get("scale_by_level") or {}
+    for layer, key in arch_entries(space, arch, lut["meta"]):
+        entry = lut["entries"][key]
+        total += scales.get(lut["meta"]["levels"][layer], cal["scale"]) * entry["median_us"]
+        total += cal["per_param_us"] * entry["params"]
+    return total + cal["offset_us"]

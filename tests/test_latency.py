@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import SUPERNET_YAML, tool
+from helpers import SUPERNET_YAML, restated_prediction, tool
 from nas_plugin import lut as L
 from nas_plugin import space as S
 from nas_plugin.backends import get_backend
@@ -122,19 +122,17 @@ def test_prediction_is_the_calibrated_sum_of_its_parts(tiny, tiny_lut):
 
     _, model, space = tiny
     lut = L.load_lut(tiny_lut)
+    assert lut["meta"]["levels"] == ["P1", "P2", "P3", "P4", "P5", "P5", "head"]  # by output stride at 64 px
     arch = S.random_arch(space, seed=1)
     parts = [lut["entries"][k] for k in L.arch_keys(space, arch, lut["meta"])]
     assert len(parts) == 2 + sum(u["depth"] for u in arch["backbone"]) + 1
-    us, params = sum(e["median_us"] for e in parts), sum(e["params"] for e in parts)
+    params = sum(e["params"] for e in parts)
     assert params == sum(p.numel() for p in extract(model, arch).parameters())  # every weight, counted once
     cal = lut["calibration"]
-    fit = fit_calibration(
-        [(c["raw_sum_us"], c["params"]) for c in cal["subnets"]], [c["measured_us"] for c in cal["subnets"]]
-    )
-    assert (cal["scale"], cal["per_param_us"], cal["offset_us"]) == fit  # the build keeps the fit of its own timings
-    assert L.predict_us(lut, space, arch) == pytest.approx(
-        cal["scale"] * us + cal["per_param_us"] * params + cal["offset_us"]
-    )
+    raw = [L.raw_sums(lut, space, c["arch"]) for c in cal["subnets"]]
+    fit = fit_calibration(raw, [c["measured_us"] for c in cal["subnets"]])
+    assert {k: v for k, v in cal.items() if k != "subnets"} == fit  # the build keeps the fit of its own timings
+    assert L.predict_us(lut, space, arch) == pytest.approx(restated_prediction(lut, space, arch))
     del lut["entries"][L.arch_keys(space, arch, {"fixed_layers": []})[0]]
     with pytest.raises(NASError, match="latency table has no entry 'layer1/b0/"):
         L.predict_us(lut, space, arch)
@@ -358,6 +356,11 @@ def test_tables_with_impossible_timings_are_refused(tiny_lut, tmp_path, value):
     bad.write_text(json.dumps(lut))
     with pytest.raises(NASError, match="calibration scale is nan; it must be a finite number"):
         L.load_lut(bad)
+    lut = json.loads(Path(tiny_lut).read_text())
+    lut["calibration"]["scale_by_level"] = {"P3": "0.8"}
+    bad.write_text(json.dumps(lut))
+    with pytest.raises(NASError, match=r"calibration scale_by_level\['P3'\] is '0.8'; it must be a finite number"):
+        L.load_lut(bad)
 
 
 def test_calibration_fits_relative_error_so_small_subnets_count_too():
@@ -376,9 +379,65 @@ def test_calibration_fits_relative_error_so_small_subnets_count_too():
         return max(abs((x @ np.array(fit))[i] / m - 1) for i, m in enumerate(measured))
 
     absolute = np.linalg.lstsq(x, measured, rcond=None)[0]
-    assert worst(fit_calibration(raw, measured)) < worst(absolute)
-    assert np.allclose(fit_calibration(raw, [1.2 * us + 3e-4 * n - 50.0 for us, n in raw]), (1.2, 3e-4, -50.0))
+    raw = [({"all": us}, n) for us, n in raw]  # a table without levels sums all its entries in one
+    line = lambda cal: [cal[k] for k in ("scale", "per_param_us", "offset_us")]  # noqa: E731
+    assert worst(line(fit_calibration(raw, measured))) < worst(absolute)
+    exact = fit_calibration(raw, [1.2 * us["all"] + 3e-4 * n - 50.0 for us, n in raw])
+    assert np.allclose(line(exact), (1.2, 3e-4, -50.0)) and "scale_by_level" not in exact
     # timings whose full fit tilts below zero inside the range (here at the smallest sum with the most weights)
-    tilted = [(10.0, 1e6), (20.0, 1e6), (10.0, 3e6), (30.0, 4e6)], [40.0, 60.0, 10.0, 20.0]
-    scale, per_param, offset = fit_calibration(*tilted)
+    tilted = [({"all": 10.0}, 1e6), ({"all": 20.0}, 1e6), ({"all": 10.0}, 3e6), ({"all": 30.0}, 4e6)]
+    scale, per_param, offset = line(fit_calibration(tilted, [40.0, 60.0, 10.0, 20.0]))
     assert per_param == 0.0 and all(scale * us + offset > 0 for us in (10.0, 30.0))
+
+
+def test_calibration_scales_each_feature_map_level_where_one_scale_misranks():
+    """Subnets whose P2 entries keep a fifth of their time alone inside the whole model and whose P4 entries keep all
+    of it: one scale for both ranks them wrongly, a scale per level recovers both (pulled a little toward the pooled
+    scale) and ranks them right; a level whose scale would fall to 0 or below leaves the pooled fit alone."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from nas_plugin.lut_build import fit_calibration
+
+    rng = np.random.default_rng(0)
+    raw = [({"P2": p2, "P4": p4}, 0.0) for p2, p4 in rng.uniform(500, 3000, size=(22, 2))]
+    measured = [0.2 * s["P2"] + 1.0 * s["P4"] + 100.0 for s, _ in raw]
+    cal = fit_calibration(raw, measured)
+    assert cal["scale_by_level"] == pytest.approx({"P2": 0.2, "P4": 1.0}, abs=0.02)
+    predicted = [L.calibrated_us(cal, *r) for r in raw]
+    pooled = [L.calibrated_us({k: v for k, v in cal.items() if k != "scale_by_level"}, *r) for r in raw]
+    assert spearmanr(predicted, measured).statistic > 0.999 > 0.9 > spearmanr(pooled, measured).statistic
+    falling = fit_calibration(raw, [1.0 * s["P4"] - 0.3 * s["P2"] + 2000.0 for s, _ in raw])
+    assert "scale_by_level" not in falling
+
+
+def test_resumed_finished_table_refits_its_calibration_without_timing(tiny, tiny_lut, tmp_path, monkeypatch):
+    """A table from before per-level scales (no levels, one scale) gains them on --resume from the subnets it
+    already timed: no entry or subnet is timed again, and its date, which names its units, stays."""
+    from nas_plugin import lut_build
+
+    _, model, space = tiny
+    old = json.loads(Path(tiny_lut).read_text())
+    timed = [{"arch": S.random_arch(space, seed=i)} for i in range(20)]
+    # whole-subnet timings whose P2 entries keep 30 % of their time alone inside the model
+    old["calibration"] = {"scale": 1.0, "per_param_us": 0.0, "offset_us": 50.0, "scale_by_level": {"P2": 0.3}}
+    for c in timed:
+        c["measured_us"] = restated_prediction(old, space, c["arch"])
+    old["calibration"] = {"scale": 0.8, "per_param_us": 0.0, "offset_us": 0.0, "subnets": timed}
+    del old["meta"]["levels"]
+    out = tmp_path / "old.json"
+    out.write_text(json.dumps(old))
+    assert "scale_by_level" not in L.load_lut(out)["calibration"]
+    monkeypatch.setattr(lut_build, "entry_module", lambda *a, **k: pytest.fail("an entry was timed again"))
+    monkeypatch.setattr(lut_build, "measure_subnets", lambda *a, **k: pytest.fail("a subnet was timed again"))
+    lut = build_lut(model, 64, get_backend("openvino"), out, resume=True, calib_subnets=3, **FAST)
+    assert lut["meta"]["date"] == old["meta"]["date"] and lut["meta"]["levels"][-1] == "head"
+    assert [c["measured_us"] for c in lut["calibration"]["subnets"]] == [c["measured_us"] for c in timed]
+    cal = lut["calibration"]
+    assert min(cal["scale_by_level"], key=cal["scale_by_level"].get) == "P2"
+
+    def worst(c):
+        return max(abs(L.calibrated_us(c, *L.raw_sums(lut, space, t["arch"])) / t["measured_us"] - 1) for t in timed)
+
+    assert worst(cal) < worst({k: v for k, v in cal.items() if k != "scale_by_level"}) / 2  # than one scale for all
+    assert json.loads(out.read_text())["calibration"] == lut["calibration"]

@@ -7,12 +7,15 @@
 
 Measures every distinct block choice x input shape of the supernet at that image size plus its fixed layers, each
 exported to ONNX (simplified with onnxslim), then times max, min and --calib-subnets whole subnets spread by size
-to fit the correction of per-block sums: call overhead, cross-block fusion, and weights a whole model reads afresh
-where a block timed alone keeps them in cache. All timings are relative to a reference subnet timed in the same
-rounds, which cancels the drift in machine speed between entries, builds and validations. The table is saved after
-every entry; --resume continues an interrupted build. --units-of times the reference against another table's (of
-the same supernet, device and backend, e.g. at another --imgsz) instead of alone, so the two tables' milliseconds are
-one unit: what `tools/search.py --lut A.json B.json` needs to compare input sizes.
+to fit the correction of per-block sums: call overhead, cross-block fusion, weights a whole model reads afresh where
+a block timed alone keeps them in cache, and one scale per feature-map level (P1..P5, head), since how much of its
+time alone a block keeps inside a whole model depends on its feature-map size. All timings are relative to a
+reference subnet timed in the same rounds, which cancels the drift in machine speed between entries, builds and
+validations. The table is saved after every entry; --resume continues an interrupted build, and run on a finished
+table refits its calibration from the subnets it timed (tables from before per-level scales gain them). --units-of
+times the reference against another table's (of the same supernet, device and backend, e.g. at another --imgsz)
+instead of alone, so the two tables' milliseconds are one unit: what `tools/search.py --lut A.json B.json` needs to
+compare input sizes.
 """
 
 import argparse
@@ -77,7 +80,13 @@ def main(argv=None):
     line = "no calibration"
     if cal:
         weights = f"{cal['per_param_us'] * 1e6:.0f} us per M weights"
-        line = f"latency = {cal['scale']:.3f} x sum + {weights} + {cal['offset_us']:.0f} us"
+        by_level = cal.get("scale_by_level")
+        scaled = (
+            "(" + " + ".join(f"{v:.2f} x {g}" for g, v in by_level.items()) + ")"
+            if by_level
+            else f"{cal['scale']:.3f} x sum"
+        )
+        line = f"latency = {scaled} + {weights} + {cal['offset_us']:.0f} us"
     print(f"{len(lut['entries'])} entries written to {args.out} ({line})")
 
 
