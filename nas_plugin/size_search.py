@@ -53,16 +53,15 @@ def trained_sizes(supernet):
 
 
 def warn_untrained_sizes(supernet, sizes, logger):
-    """Say so when a searched size is one the supernet never trained at: inherited accuracy there ranks subnets
-    below what fine-tuning at that size gives them, so `best/` leans to the trained size."""
+    """Say so when a searched size is one the supernet never trained at: inherited accuracy does not rank subnets
+    across sizes as fine-tuning does (benchmarks/RESULTS.md), and there its weights never saw the size at all."""
     trained = trained_sizes(supernet)
     untrained = [s for s in sizes if s not in trained]
     if untrained:
         logger.warning(
             f"search: the supernet was trained at imgsz {trained} only, so subnets at {untrained} are scored with "
-            "weights that never saw that size and rank below their fine-tuned accuracy: train the supernet with "
-            f"multi_scale covering {sorted(sizes)}, or fine-tune each size's best (imgsz<N>/best/) and keep the "
-            "better on val."
+            "weights that never saw that size, and inherited accuracy does not rank sizes as fine-tuning does: "
+            "fine-tune each size's best (imgsz<N>/best/) and keep the better on val."
         )
 
 
