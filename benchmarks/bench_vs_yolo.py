@@ -40,8 +40,8 @@ fine-tuning from trained weights may want other settings than training from scra
 bias warm-up at 0 instead of 0.1 when it picks AdamW), and the stock rows keep the settings that suit them.
 `--size-luts` adds tables at other image sizes (built `--units-of` the `--lut`): each search then searches every
 size (`tools/search.py --lut ...`), and each size's best gets its (a) and (b) rows (`searched 192px (b)`), trained,
-scored and timed at that size, since inherited accuracy ranks sizes the supernet did not train at too low for the
-search's own pick over sizes to be the one to trust.
+scored and timed at that size, since inherited accuracy does not rank sizes as fine-tuning does, so the search's
+own pick over sizes is not the one to trust.
 `--seeds-for` gives named rows more (or fewer) seeds than `--seeds`: the rows a claim rests on get a second seed
 without retraining every row, and `ROW=0` leaves a row out (a second supernet seed may need only (b) and YOLOv8n
 trained as long); latency is timed against YOLOv8n trained or, where its row is left out, untrained.

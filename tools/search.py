@@ -15,8 +15,8 @@ with the front, or by the table with --no-measure-front).
 With several tables (one per input size, built with `tools/build_lut.py --units-of` the first), each size is
 searched into DIR/imgsz<N>/ as above, and DIR/best/ and DIR/pareto.* are the best and the front over all sizes: the
 input size is chosen with the arch (the written model.pt keeps it as `yolo val/predict/export`'s default imgsz).
-Inherited accuracy ranks sizes the supernet never trained at too low (the search warns): fine-tune each size's
-DIR/imgsz<N>/best/ and keep the best on val.
+Inherited accuracy does not rank sizes as fine-tuning does (the search warns at sizes the supernet never trained
+at): fine-tune each size's DIR/imgsz<N>/best/ and keep the best on val.
 """
 
 import argparse
