@@ -31,6 +31,7 @@ POPULATION, GENERATIONS = 50, 20
 VAL_IMAGES = 500  # subnets are ranked on this many seeded val images; the front is re-scored on all
 SBX_PROB, SBX_ETA, PM_ETA = 0.9, 15, 20  # pymoo's NSGA-II defaults for real variables, here rounded to choice indices
 HV_REF_MARGIN = 1.1  # without a latency budget the hypervolume's reference latency is 1.1x the slowest seen
+SHORT_OF_BUDGET = 0.9  # a front ending below this share of the latency budget leaves the rest unused: said so
 
 
 def meets_budgets(row, budgets):
@@ -207,6 +208,18 @@ def pick_best(front, objective, latency_budget=None):
     if within:
         return max(within, key=lambda r: r[objective]), True
     return min(front, key=lambda r: r["measured_ms"]), False
+
+
+def budget_left_unused(rows, front, latency_budget):
+    """(where the front ends in ms, how many evaluated subnets lie between that and `latency_budget`) when the front
+    ends below `SHORT_OF_BUDGET` of the budget (by the table's prediction, as the search ranked them), else None: every
+    subnet evaluated there inherited a lower score than one faster, so the search hands over less than it may use."""
+    if latency_budget is None:
+        return None
+    end = max(r["latency_ms"] for r in front)
+    if end >= SHORT_OF_BUDGET * latency_budget:
+        return None
+    return end, sum(end < r["latency_ms"] <= latency_budget for r in rows)
 
 
 def write_outputs(out, history, front, objective, budgets, marks):

@@ -21,6 +21,7 @@ from .search import (
     POPULATION,
     VAL_IMAGES,
     History,
+    budget_left_unused,
     meets_budgets,
     non_dominated,
     pick_best,
@@ -301,6 +302,7 @@ def run_search_job(
         f"front/{i_best} ({objective} {best[objective]:.4f}, {best.get('measured_ms', best['latency_ms']):.2f} ms) "
         f"copied to {out / 'best'}"
     )
+    _warn_budget_left_unused(rows, front, latency_budget, objective, LOGGER)
     write_named(named, space, budgets, out, weights, evaluator.calib_images, train_args, objective, LOGGER)
     return front, best
 
@@ -357,6 +359,22 @@ def write_named(rows, space, budgets, out, weights, calib_images, train_args, ob
             f"search: named arch {r['name']} meets the budgets ({latency(r)}, {objective} {r[objective]:.4f} "
             f"inherited), written to {out / 'named' / r['name']}: fine-tune it beside best/ and keep the better on val"
         )
+
+
+def _warn_budget_left_unused(rows, front, latency_budget, objective, logger):
+    unused = budget_left_unused(rows, front, latency_budget)
+    if unused is None:
+        return
+    end, between = unused
+    where = f"the front ends at {end:.2f} ms predicted, {end / latency_budget:.2f}x the --latency-budget"
+    if between:
+        logger.warning(
+            f"search: {where}: the {between} subnets evaluated between scored no higher {objective} than a faster "
+            "one each. After a short supernet run larger subnets often inherit no more (README, Known limits), though "
+            "they may fine-tune higher: fine-tune named/ beside best/, or train the supernet longer."
+        )
+    else:
+        logger.warning(f"search: {where} and no subnet between was evaluated: search more --generations.")
 
 
 def _warn_outside_band(supernet, table, latency_budget, logger):

@@ -30,16 +30,16 @@ def _div8(x):
     return math.ceil(x / 8) * 8
 
 
-def _detect_params(nc, ch):
-    """Parameters of YOLOv8's dense Detect head for inputs of `ch` channels (reg_max 16)."""
-    c2, c3 = max(16, ch[0] // 4, 64), max(ch[0], min(nc, 100))
+def _detect_params(nc, ch, reg_max):
+    """Parameters of YOLOv8's dense Detect head for inputs of `ch` channels."""
+    c2, c3 = max(16, ch[0] // 4, 4 * reg_max), max(ch[0], min(nc, 100))
     per_level = [
         c * c2 * 9
         + 2 * c2
         + c2 * c2 * 9
         + 2 * c2
-        + c2 * 64
-        + 64
+        + c2 * 4 * reg_max
+        + 4 * reg_max
         + c * c3 * 9
         + 2 * c3
         + c3 * c3 * 9
@@ -48,7 +48,7 @@ def _detect_params(nc, ch):
         + nc
         for c in ch
     ]
-    return sum(per_level) + 16  # + the DFL's fixed 1x1 conv
+    return sum(per_level) + reg_max  # + the DFL's fixed 1x1 conv
 
 
 def _active_params(supernet, arch):
@@ -62,7 +62,7 @@ def _active_params(supernet, arch):
         if not isinstance(m, ElasticModule):
             follows = hasattr(m, "set_input_live")
             total += (
-                _detect_params(m.nc, [live[j] for j in node["f"]])
+                _detect_params(m.nc, [live[j] for j in node["f"]], m.reg_max)
                 if follows
                 else sum(p.numel() for p in m.parameters())
             )
@@ -141,6 +141,26 @@ def test_csp_subnet_equals_the_active_supernet(csp_supernet, spec):
     _assert_extraction_is_exact(csp_supernet, arch, batch=1)
     if spec == "min":
         assert csp_supernet.model[-1].live == (64, 32)  # the box branch stays 64 wide, the class branch follows P3
+
+
+def test_reg_max_reaches_the_head_and_the_subnets_yaml(tmp_path):
+    """`reg_max` (a stock YAML key: fewer DFL bins, a narrower box branch, a faster head; README, Benchmarks) sets the
+    supernet's head; extraction stays exact and YOLOv8n's arch is stock YOLOv8n built with the same key."""
+    from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+
+    path = tmp_path / "yolov8n-csp-supernet.yaml"
+    path.write_text(CSP_SUPERNET_FILE.read_text().replace("nc: 80", "nc: 6\nreg_max: 8"))
+    supernet = load_supernet(path)
+    randomize_bn(supernet)
+    assert supernet.model[-1].reg_max == 8
+    space = space_from_model(supernet)
+    for spec in ("max", "min", 0):
+        _assert_extraction_is_exact(supernet, _arch(space, spec), batch=1)
+    static = extract(supernet, named_archs(supernet)["yolov8n"])
+    assert static.yaml["reg_max"] == 8
+    stock = DetectionModel({**yaml_model_load("yolov8n.yaml"), "nc": 6, "reg_max": 8}, verbose=False)
+    assert {k: v.shape for k, v in static.state_dict().items()} == {k: v.shape for k, v in stock.state_dict().items()}
+    assert stock.model[-1].cv2[0][0].conv.out_channels == 32  # max(16, 64 / 4, 4 x 8), against 64 at reg_max 16
 
 
 @pytest.mark.parametrize("scale, width", [("n", True), ("s", True), ("n", False)])

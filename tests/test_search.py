@@ -7,7 +7,7 @@ import pytest
 
 from helpers import SUPERNET_YAML, TINY_SUPERNET, tiny_search_tables, tool
 from nas_plugin import space as S
-from nas_plugin.search import non_dominated, pick_best, run_search
+from nas_plugin.search import budget_left_unused, non_dominated, pick_best, run_search
 from nas_plugin.supernet import load_supernet, space_from_model
 
 
@@ -101,6 +101,17 @@ def test_best_is_picked_by_measured_latency_once_the_front_is_timed():
     assert pick_best(untimed, "map50_95", 1.05) == (untimed[2], True)  # --no-measure-front: the table's word
 
 
+def test_a_front_ending_well_below_the_budget_is_reported():
+    """A front ending below 0.9x the budget (by the table, as the search ranked) is reported with the subnets evaluated
+    between it and the budget: the case where inherited accuracy stopped rising with size (README, Known limits)."""
+    front = [{"map50_95": 0.2, "latency_ms": 1.0}, {"map50_95": 0.3, "latency_ms": 1.6}]
+    rows = [*front, {"map50_95": 0.25, "latency_ms": 1.9}, {"map50_95": 0.1, "latency_ms": 2.5}]
+    assert budget_left_unused(rows, front, 2.0) == (1.6, 1)  # 2.5 ms is over the budget, not between
+    assert budget_left_unused(front, front, 2.0) == (1.6, 0)
+    assert budget_left_unused(rows, front, 1.75) is None  # 1.6 >= 0.9 x 1.75
+    assert budget_left_unused(rows, front, None) is None
+
+
 @pytest.fixture(scope="module")
 def tiny_search_inputs(tmp_path_factory, tiny_data):
     yaml_path, tables = tiny_search_tables(tmp_path_factory.mktemp("search"))
@@ -157,6 +168,7 @@ def test_search_tool_end_to_end(tiny_search_inputs, tiny_data, tmp_path):
     assert len({h["arch"] for h in history}) == len(history)
     assert all(r["measured_ms"] > 0 for r in front)  # the front timed whole; every member meets a 1000 ms budget
     assert next(csv.reader(open(out / "pareto.csv")))[-1] == "measured_ms"
+    assert "search: the front ends at" in proc.output  # far below a 1000 ms budget: the budget left unused is said
     best = json.loads((out / "best" / "arch.json").read_text())
     assert best == max(front, key=lambda r: r["map50_95"])["arch"]
     assert not (tmp_path / "runs").exists()  # validation writes under --out only
