@@ -217,3 +217,22 @@ def test_capacity_pick_has_the_most_weights_the_table_allows_within_the_budget(t
     # an evolutionary search, on a table timed afresh each session: at least all but 1 % of the best of 30 random archs
     # (a 16 x 8 search fell 0.02 % short once, on a table timed under load)
     assert weights >= 0.99 * max(raw_sums(lut, space, a)[1] for a in feasible)
+
+
+def test_reg_max_benchmark_times_each_head_against_the_stock_one(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import bench_reg_max
+
+    bench_reg_max.main(
+        ["--models", "yolov8n", "--reg-max", "16", "8", "--imgsz", "64", "--rounds", "2"]
+        + [
+            "--results",
+            str(tmp_path),
+        ]
+    )
+    rows = json.loads((tmp_path / "reg_max.json").read_text())["rows"]
+    assert [(r["model"], r["imgsz"], r["reg_max"]) for r in rows] == [("yolov8n", 64, 16), ("yolov8n", 64, 8)]
+    stock, eight = rows
+    assert stock["latency"] == 1.0 and stock["params_ratio"] == 1.0 and eight["latency"] > 0
+    # 8 bins: the box branch's last conv has half the outputs and its hidden width 32, not 64 (6 classes)
+    assert stock["params"] == 3_012_018 and eight["params"] == 2_790_346 and eight["gflops_ratio"] < 1
