@@ -10,12 +10,7 @@ Prints latency and GFLOPs relative to YOLOv8's; writes benchmarks/results/range.
 """
 
 import argparse
-import os
-import platform
 import random
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +54,7 @@ def main(argv=None):
     from nas_plugin.backends import get_backend
     from nas_plugin.files import write_json
     from nas_plugin.integration import gflops
-    from nas_plugin.timing import measure_interleaved, model_onnx
+    from nas_plugin.timing import measure_against_first, run_record
 
     backend = get_backend("openvino")
     rows = []
@@ -67,14 +62,8 @@ def main(argv=None):
         models = models_of_scale(scale, args.nc, args.samples, args.seed)
         for imgsz in args.imgsz:
             flops = [gflops(m, imgsz) for _, _, m in models]
-            with tempfile.TemporaryDirectory() as tmp:
-                onnx = []
-                for i, (_, _, m) in enumerate(models):
-                    path = str(Path(tmp) / f"{i}.onnx")
-                    onnx.append((path, model_onnx(m, imgsz, 1, path)))
-                ref = backend.compile(*onnx[0])  # YOLOv8 of this scale: 1000 = its latency in the same rounds
-                per_round = 10 if imgsz <= 320 else 3
-                stats = measure_interleaved(backend, onnx, (ref, 1000.0), rounds=args.rounds, per_round=per_round)
+            # YOLOv8 of this scale first: 1000 = its latency in the same rounds
+            stats = measure_against_first(backend, [m for _, _, m in models], imgsz, args.rounds)
             for (group, label, _), s, g in zip(models, stats, flops):
                 rows.append(
                     {
@@ -89,10 +78,8 @@ def main(argv=None):
                 )
             report(rows, scale, imgsz)
     result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {backend.info['device_name']}",
+        **run_record("benchmarks/bench_range.py", argv, backend),
         "backend": f"OpenVINO {backend.info['version']} CPU f32, batch 1",
-        "command": " ".join(["python", "benchmarks/bench_range.py", *(argv if argv is not None else sys.argv[1:])]),
         "settings": vars(args),
         "rows": rows,
     }

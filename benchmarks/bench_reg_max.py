@@ -12,11 +12,6 @@ Accuracy at each `reg_max` is a training question: see RESULTS.md, "reg_max 8".
 """
 
 import argparse
-import os
-import platform
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -35,7 +30,7 @@ def main(argv=None):
     from nas_plugin.backends import get_backend
     from nas_plugin.files import write_json
     from nas_plugin.integration import detection_model, gflops, read_model_yaml
-    from nas_plugin.timing import measure_interleaved, model_onnx
+    from nas_plugin.timing import measure_against_first, run_record
 
     backend = get_backend("openvino")
     rows = []
@@ -45,14 +40,7 @@ def main(argv=None):
         params = [sum(q.numel() for q in m.parameters()) for m in models]
         for imgsz in args.imgsz:
             flops = [gflops(m, imgsz) for m in models]
-            with tempfile.TemporaryDirectory() as tmp:
-                onnx = []
-                for i, m in enumerate(models):
-                    path = str(Path(tmp) / f"{i}.onnx")
-                    onnx.append((path, model_onnx(m, imgsz, 1, path)))
-                ref = backend.compile(*onnx[0])  # the first reg_max, compiled once more as the rounds' yardstick
-                per_round = 10 if imgsz <= 320 else 3
-                stats = measure_interleaved(backend, onnx, (ref, 1000.0), rounds=args.rounds, per_round=per_round)
+            stats = measure_against_first(backend, models, imgsz, args.rounds)
             print(f"\n{name}, imgsz {imgsz}: relative to reg_max {args.reg_max[0]}")
             for r, s, n, g in zip(args.reg_max, stats, params, flops):
                 row = {
@@ -72,10 +60,8 @@ def main(argv=None):
                     f"GFLOPs {g:.2f} ({row['gflops_ratio']:.3f}x)"
                 )
     result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {backend.info['device_name']}",
+        **run_record("benchmarks/bench_reg_max.py", argv, backend),
         "backend": f"OpenVINO {backend.info['version']} CPU f32, batch 1",
-        "command": " ".join(["python", "benchmarks/bench_reg_max.py", *(argv if argv is not None else sys.argv[1:])]),
         "settings": vars(args),
         "rows": rows,
     }

@@ -50,12 +50,9 @@ trained as long); latency is timed against YOLOv8n trained or, where its row is 
 import argparse
 import csv
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from nas_plugin.run_files import DEFAULT_EPOCHS
@@ -204,7 +201,7 @@ def main(argv=None):
     )
     from nas_plugin.search import CALIB_BATCHES
     from nas_plugin.supernet import fingerprint, load_supernet, named_archs
-    from nas_plugin.timing import backend_for, measure_interleaved, model_onnx
+    from nas_plugin.timing import backend_for, measure_interleaved, model_onnx, run_record
 
     train_args, finetune_args = (
         parse_train_args(args.train_args),
@@ -479,9 +476,7 @@ def main(argv=None):
             "again on an idle machine to re-time (finished searches and trainings are reused)."
         )
     result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {backend.info['device_name']}",
-        "command": " ".join(["python", "benchmarks/bench_vs_yolo.py", *(argv if argv is not None else sys.argv[1:])]),
+        **run_record("benchmarks/bench_vs_yolo.py", argv, backend),
         "versions": stack_versions(),
         "settings": vars(args),
         "stock_latency_table_ms": stock_ms,

@@ -6,8 +6,12 @@ timing is relative to a reference model timed in the same rounds (see `measure_i
 is its smallest subnet, scaled to that subnet's latency when the table was built.
 """
 
+import os
+import platform
 import statistics
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -109,6 +113,30 @@ def measure_models(supernet, models, lut, backend, rounds=ROUNDS, desc="models",
         reference = (compile_reference(supernet, lut, backend, tmp), lut["reference"]["median_us"])
         with TQDM(total=rounds, desc=f"timing {desc} ({len(exported)} models, interleaved rounds)") as bar:
             return measure_interleaved(backend, exported, reference, rounds=rounds, progress=bar)
+
+
+def measure_against_first(backend, models, imgsz, rounds):
+    """Whole-model latency stats of static detection models at `imgsz`, batch 1, timed in interleaved rounds against
+    the first of them compiled once more (1000 = its latency in the same rounds): for comparing models with no
+    latency table. 10 calls per round up to 320 px, 3 above."""
+    with tempfile.TemporaryDirectory() as tmp:
+        exported = []
+        for i, model in enumerate(models):
+            path = str(Path(tmp) / f"{i}.onnx")
+            exported.append((path, model_onnx(model, imgsz, 1, path)))
+        reference = (backend.compile(*exported[0]), 1000.0)
+        per_round = 10 if imgsz <= 320 else 3
+        return measure_interleaved(backend, exported, reference, rounds=rounds, per_round=per_round)
+
+
+def run_record(script, argv, backend):
+    """What a benchmark's result file says of the run: date, machine (with the device `backend` times on) and the
+    command as typed (`argv` None: this process's own arguments)."""
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {backend.info['device_name']}",
+        "command": " ".join(["python", script, *(argv if argv is not None else sys.argv[1:])]),
+    }
 
 
 def measure_subnets(supernet, archs, lut, backend, rounds=ROUNDS, desc="subnets"):
