@@ -223,13 +223,8 @@ def test_reg_max_benchmark_times_each_head_against_the_stock_one(tmp_path, monke
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import bench_reg_max
 
-    bench_reg_max.main(
-        ["--models", "yolov8n", "--reg-max", "16", "8", "--imgsz", "64", "--rounds", "2"]
-        + [
-            "--results",
-            str(tmp_path),
-        ]
-    )
+    args = ["--models", "yolov8n", "--reg-max", "16", "8", "--imgsz", "64", "--rounds", "2"]
+    bench_reg_max.main([*args, "--results", str(tmp_path)])
     rows = json.loads((tmp_path / "reg_max.json").read_text())["rows"]
     assert [(r["model"], r["imgsz"], r["reg_max"]) for r in rows] == [("yolov8n", 64, 16), ("yolov8n", 64, 8)]
     stock, eight = rows
