@@ -33,10 +33,10 @@ import time
 from pathlib import Path
 
 from nas_plugin.run_files import DEFAULT_EPOCHS
+from nas_plugin.run_files import YOLO_CLI as YOLO
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-YOLO = str(Path(sys.executable).with_name("yolo"))
 
 
 def pick_subnets(space, lut, k, seed=0, pool=500):

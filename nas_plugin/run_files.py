@@ -5,10 +5,13 @@ import json
 import platform
 import re
 import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+YOLO_CLI = str(Path(sys.executable).with_name("yolo"))  # the stock CLI of this environment
 
 
 def train_done(run_dir):
@@ -53,9 +56,10 @@ BENCHMARK_SETS = ("data", "model", "project", "name", "exist_ok", "epochs", "see
 DEFAULT_EPOCHS = 30  # benchmark trainings this long keep the run names they had before their length was varied
 
 
-def parse_train_args(text, flag="--train-args"):
+def parse_train_args(text, flag="--train-args", reserved=BENCHMARK_SETS, who="the benchmark"):
     """{key: value} from a benchmark's `--train-args "optimizer=AdamW lr0=0.002"`: stock `yolo train` arguments added to
-    the trainings it runs, except those it sets itself (`BENCHMARK_SETS`); `flag` names the option in errors."""
+    the trainings it runs, except those it sets itself (`reserved`); `flag` and `who` name the option and its owner in
+    errors."""
     from .errors import NASError
 
     pairs = {}
@@ -63,8 +67,8 @@ def parse_train_args(text, flag="--train-args"):
         key, sep, value = item.partition("=")
         if not sep or not key or not value:
             raise NASError(f"{flag} takes key=value pairs separated by spaces, got {item!r}.")
-        if key in BENCHMARK_SETS:
-            raise NASError(f"{flag} cannot set {key!r}: the benchmark sets {', '.join(BENCHMARK_SETS)} itself.")
+        if key in reserved:
+            raise NASError(f"{flag} cannot set {key!r}: {who} sets {', '.join(reserved)} itself.")
         pairs[key] = value
     return pairs
 

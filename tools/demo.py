@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from nas_plugin.cli import run
+from nas_plugin.run_files import YOLO_CLI
 
 ROOT = Path(__file__).resolve().parents[1]
-YOLO_CLI = str(Path(sys.executable).with_name("yolo"))  # the stock CLI of this environment
 SETTINGS = {
     "quick": dict(
         train=32,
