@@ -339,13 +339,16 @@ def named_within(rows, budgets):
 
 
 def write_named(rows, space, budgets, out, weights, calib_images, train_args, objective, logger):
-    """The named archs of `scored_named` within `budgets` as `out/named/<name>/`.
+    """The named archs of `scored_named` within `budgets` as `out/named/<name>/`, and every one's scores (within the
+    budgets or not) in `out/named.json`.
 
     Inherited accuracy after a short supernet run can rank the stock arch below a smaller subnet that ends lower
     after fine-tuning (Benchmarks), so the stock arch is handed over too, to be fine-tuned beside `best/`.
     """
     shutil.rmtree(out / "named", ignore_errors=True)
     within, outside = named_within(rows, budgets)
+    scored = [{k: v for k, v in r.items() if k != "model"} | {"within": any(r is w for w in within)} for r in rows]
+    write_json(out / "named.json", {"objective": objective, "budgets": budgets, "named": scored})
 
     def latency(r):
         timed = f", {r['measured_ms']:.2f} ms timed" if "measured_ms" in r else ""
@@ -357,7 +360,8 @@ def write_named(rows, space, budgets, out, weights, calib_images, train_args, ob
         write_subnet(r["model"], r["arch"], space, out / "named" / r["name"], weights, calib_images, train_args)
         logger.info(
             f"search: named arch {r['name']} meets the budgets ({latency(r)}, {objective} {r[objective]:.4f} "
-            f"inherited), written to {out / 'named' / r['name']}: fine-tune it beside best/ and keep the better on val"
+            f"inherited), written to {out / 'named' / r['name']}: fine-tune it beside best/ and keep the better on val "
+            "(--select-epochs does it)"
         )
 
 

@@ -61,7 +61,7 @@ def warn_untrained_sizes(supernet, sizes, logger):
         logger.warning(
             f"search: the supernet was trained at imgsz {trained} only, so subnets at {untrained} are scored with "
             "weights that never saw that size, and inherited accuracy does not rank sizes as fine-tuning does: "
-            "fine-tune each size's best (imgsz<N>/best/) and keep the better on val."
+            "fine-tune each size's best (imgsz<N>/best/) and keep the better on val (--select-epochs does it)."
         )
 
 
