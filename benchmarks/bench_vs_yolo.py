@@ -6,7 +6,7 @@
         [--rounds 20] [--timings 3] [--train-args "optimizer=AdamW lr0=0.002"]
         [--equal-training YOLOv8n,YOLO11n,YOLO26n] [--scratch YOLOv8n,YOLO11n,YOLO26n] [--restart YOLOv8n]
         [--finetune-args "..."]
-        [--seeds-for "searched (b)=2,YOLOv8n 90 ep=2"] [--size-luts LUT192.json,...]
+        [--seeds-for "searched (b)=2,YOLOv8n 90 ep=2"] [--size-luts LUT192.json,...] [--select-epochs E]
 
 Reads what `bench_fidelity.py --name NAME` left in `--work` (the preset dataset, the trained supernet, stock YOLOv8n
 trained alone) and:
@@ -41,7 +41,9 @@ bias warm-up at 0 instead of 0.1 when it picks AdamW), and the stock rows keep t
 `--size-luts` adds tables at other image sizes (built `--units-of` the `--lut`): each search then searches every
 size (`tools/search.py --lut ...`), and each size's best gets its (a) and (b) rows (`searched 192px (b)`), trained,
 scored and timed at that size, since inherited accuracy does not rank sizes as fine-tuning does, so the search's
-own pick over sizes is not the one to trust.
+own pick over sizes is not the one to trust. `--select-epochs E` lets the search itself choose instead
+(`tools/search.py --select-epochs`: each size's best and named archs fine-tuned E epochs with the fine-tuning rows'
+settings, the best on val becomes best/), and the searched rows are each search's best/ alone.
 `--seeds-for` gives named rows more (or fewer) seeds than `--seeds`: the rows a claim rests on get a second seed
 without retraining every row, and `ROW=0` leaves a row out (a second supernet seed may need only (b) and YOLOv8n
 trained as long); latency is timed against YOLOv8n trained or, where its row is left out, untrained.
@@ -56,10 +58,10 @@ import tempfile
 from pathlib import Path
 
 from nas_plugin.run_files import DEFAULT_EPOCHS
+from nas_plugin.run_files import YOLO_CLI as YOLO
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-YOLO = str(Path(sys.executable).with_name("yolo"))
 STOCK = {"YOLOv8n": "yolov8n.yaml", "YOLO11n": "yolo11n.yaml", "YOLO26n": "yolo26n.yaml"}
 TIMINGS_AGREE = 0.10  # idle runs agree within 9 %; every disturbed final timing seen moved a stock ratio by 11-23 %
 
@@ -122,6 +124,15 @@ def training_commands(rows, seeds, restart_rows, work, data, train_args, common,
     return runs, dirs, first_dirs
 
 
+def selected_row(search):
+    """The searched row of a search run with `--select-epochs`: its `best/` as the selection left it, at the size of
+    the finalist it copied, with a note saying how it was chosen."""
+    kept = json.loads((Path(search) / "finalists.json").read_text())
+    chosen = next(r for r in kept["finalists"] if r["selected"])
+    note = f"{kept['epochs']}-epoch fine-tunes of {len(kept['finalists'])} finalists chose {chosen['label']}"
+    return {**chosen, "dir": str(Path(search) / "best"), "search_best": True, "note": note}
+
+
 def row_seeds(spec, rows, default):
     """{row: seed count}: `default`, or N from `--seeds-for` "ROW=N,..." (0 leaves a row out); one row must stay."""
     counts = dict.fromkeys(rows, default)
@@ -148,6 +159,13 @@ def main(argv=None):
         default="",
         help="more tables of the supernet, one per imgsz, built --units-of --lut (comma-separated): the searches "
         "choose the input size too, and their rows train, score and time at the size chosen",
+    )
+    p.add_argument(
+        "--select-epochs",
+        type=int,
+        default=0,
+        help="the searches pick best/ by fine-tuning their finalists this many epochs (tools/search.py "
+        "--select-epochs, with the fine-tuning rows' settings); the searched rows are then each search's best/ alone",
     )
     p.add_argument("--budgets", default="1.0", help="latency budgets as shares of YOLOv8n's, comma-separated")
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
@@ -245,7 +263,9 @@ def main(argv=None):
     size_luts = [Path(v) for v in args.size_luts.split(",") if v]
     sizes = [load_lut(v, fingerprint(supernet))["meta"]["imgsz"] for v in size_luts]
     sizes_tag = "_sizes" + "-".join(map(str, [args.imgsz, *sizes])) if size_luts else ""
-    search_dirs = {share: work / args.name / f"search_v8n{tag(share)}{sizes_tag}" for share in shares}
+    select_tag = f"_select{args.select_epochs}" if args.select_epochs else ""
+    search_dirs = {share: work / args.name / f"search_v8n{tag(share)}{sizes_tag}{select_tag}" for share in shares}
+    select_args = {"batch": args.batch, "workers": 0, "seed": 0, **train_args, **finetune_args}
     searched = {}  # (share, imgsz) -> the best front row of its search at that size
     for share, search in search_dirs.items():
         budget = share * stock_ms["YOLOv8n"]
@@ -271,7 +291,14 @@ def main(argv=None):
                 search,
                 *(["--resume"] if any(search.rglob("history.csv")) else []),
             ]
+            if args.select_epochs:
+                select = " ".join(f"{k}={v}" for k, v in select_args.items())
+                cmd += ["--select-epochs", args.select_epochs, "--select-args", select]
             subprocess.run(list(map(str, cmd)), check=True)
+        if args.select_epochs:  # the search's best/ alone: chosen over sizes and named archs by fine-tuning
+            chosen = selected_row(search)
+            searched[share, chosen["imgsz"]] = chosen
+            continue
         for size in [args.imgsz, *sizes]:  # with --size-luts, each size's best: the ranking across sizes is biased
             found = search / f"imgsz{size}" if size_luts else search
             if (found / "best" / "arch.json").is_file():  # a size whose smallest subnet exceeds the budget has none
@@ -286,13 +313,16 @@ def main(argv=None):
     total = supernet_epochs + args.epochs
     searched_rows = {}
     for (share, size), found in searched.items():
-        label = f"searched{tag(share).replace('_', ' ')}" + (f" {size}px" if size_luts else "")
+        by_size = size_luts and "note" not in found  # the selected best/ is the search's one pick, at whatever size
+        label = f"searched{tag(share).replace('_', ' ')}" + (f" {size}px" if by_size else "")
         under = f"searched under {share:g} x YOLOv8n's latency"
         at = {"imgsz": size} if size != args.imgsz else {}  # trained (and scored, timed) at the size it was found at
-        stem = f"best{tag(share)}{sizes_tag}" + (f"_{size}px" if size_luts else "")
+        stem = f"best{tag(share)}{sizes_tag}{select_tag}" + (f"_{size}px" if by_size else "")
         if size_luts:
             of = ", ".join(map(str, [args.imgsz, *sizes]))
             under += f", at imgsz {size} (of {of}; {'' if found['search_best'] else 'not '}the search's best/)"
+        if "note" in found:
+            under += f" ({found['note']})"
         searched_rows[f"{label} (a)"] = (
             f"{under}, from scratch (its model.yaml)",
             args.epochs,
@@ -492,7 +522,9 @@ def main(argv=None):
         "timing_check": {"start_vs_yolov8n": start, "final_vs_yolov8n": final, "agree": moved <= TIMINGS_AGREE},
     }
     finetune_tag = f"_finetune{train_args_tag(finetune_args)}" if finetune_args else ""
-    out = Path(args.results) / f"vs_yolo_{args.name}{sizes_tag}{args_tag}{finetune_tag}"  # no suffix: lr0-0.002
+    out = (
+        Path(args.results) / f"vs_yolo_{args.name}{sizes_tag}{select_tag}{args_tag}{finetune_tag}"
+    )  # no suffix: lr0-0.002
     write_json(f"{out}.json", result)
     settings = f"{args.train_args}{finetune_note}".strip(", ")
     searched_at = f" (searched at {', '.join(map(str, [args.imgsz, *sizes]))})" if size_luts else ""

@@ -188,6 +188,19 @@ def test_vs_yolo_trains_a_subnet_found_at_another_input_size_at_that_size(tmp_pa
     assert dirs["searched (b)", 0].name == "best_sizes160-192_finetune_70ep_imgsz-192_seed0"  # never a 160 px run's
 
 
+def test_vs_yolo_with_selection_trains_the_search_best_at_the_size_chosen(tmp_path, monkeypatch):
+    """With --select-epochs the searched row is the search's best/ after the selection, at its finalist's size."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import bench_vs_yolo
+
+    rows = [{"label": "imgsz160_best", "imgsz": 160, "selected": False}]
+    rows.append({"label": "imgsz192_best", "imgsz": 192, "selected": True, "map50_95": 0.31})
+    (tmp_path / "finalists.json").write_text(json.dumps({"epochs": 10, "finalists": rows}))
+    row = bench_vs_yolo.selected_row(tmp_path)
+    assert row["imgsz"] == 192 and row["dir"] == str(tmp_path / "best") and row["search_best"]
+    assert row["note"] == "10-epoch fine-tunes of 2 finalists chose imgsz192_best"
+
+
 def test_capacity_pick_has_the_most_weights_the_table_allows_within_the_budget(tiny, tiny_lut, tmp_path, monkeypatch):
     import pytest
 
