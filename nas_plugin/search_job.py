@@ -375,7 +375,8 @@ def _warn_budget_left_unused(rows, front, latency_budget, objective, logger):
         logger.warning(
             f"search: {where}: the {between} subnets evaluated between scored no higher {objective} than a faster "
             "one each. After a short supernet run larger subnets often inherit no more (README, Known limits), though "
-            "they may fine-tune higher: fine-tune named/ beside best/, or train the supernet longer."
+            "they may fine-tune higher: fine-tune named/ beside best/ (--select-epochs does it), or train the supernet "
+            "longer."
         )
     else:
         logger.warning(f"search: {where} and no subnet between was evaluated: search more --generations.")
