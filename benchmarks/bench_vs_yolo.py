@@ -522,9 +522,8 @@ def main(argv=None):
         "timing_check": {"start_vs_yolov8n": start, "final_vs_yolov8n": final, "agree": moved <= TIMINGS_AGREE},
     }
     finetune_tag = f"_finetune{train_args_tag(finetune_args)}" if finetune_args else ""
-    out = (
-        Path(args.results) / f"vs_yolo_{args.name}{sizes_tag}{select_tag}{args_tag}{finetune_tag}"
-    )  # no suffix: lr0-0.002
+    # no suffix: lr0-0.002 would read as a file extension
+    out = Path(args.results) / f"vs_yolo_{args.name}{sizes_tag}{select_tag}{args_tag}{finetune_tag}"
     write_json(f"{out}.json", result)
     settings = f"{args.train_args}{finetune_note}".strip(", ")
     searched_at = f" (searched at {', '.join(map(str, [args.imgsz, *sizes]))})" if size_luts else ""

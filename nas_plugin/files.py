@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -23,6 +24,20 @@ def atomic_path(path):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+
+
+def copy_dir(src, dst):
+    """`dst` becomes a copy of directory `src`, swapped in whole: copied beside it, then renamed over it, so a reader
+    sees the old `dst` or the new one, never a half-copied one."""
+    dst = Path(dst)
+    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp"))
+    shutil.copytree(src, tmp, dirs_exist_ok=True)
+    old = dst.with_name(f".{dst.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        dst.rename(old)
+    tmp.rename(dst)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def check_writable(path, flag, is_dir=True):

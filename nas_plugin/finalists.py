@@ -13,11 +13,9 @@ import csv
 import hashlib
 import io
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
-from .files import write_json, write_text
+from .files import copy_dir, write_json, write_text
 from .run_files import YOLO_CLI, final_metrics, run_trainings, train_command
 from .space import arch_key
 
@@ -101,7 +99,7 @@ def select_finalists(out, data, epochs, train_args=None, objective="map50_95", j
     winner = max(rows, key=lambda r: r[objective])
     for r in rows:
         r["selected"] = r is winner
-    _replace_dir(Path(winner["dir"]), out / "best")
+    copy_dir(winner["dir"], out / "best")
     meta = {"objective": objective, "epochs": epochs, "train_args": args, "finalists": rows}
     write_json(out / "finalists.json", meta)
     write_text(out / "finalists.csv", _csv(rows))
@@ -111,18 +109,6 @@ def select_finalists(out, data, epochs, train_args=None, objective="map50_95", j
         mark = "  <- best/" if r["selected"] else ""
         LOGGER.info(f"select: {r['label']} ({r['imgsz']} px{latency}): {inherited}fine-tuned {r[objective]:.4f}{mark}")
     return rows
-
-
-def _replace_dir(src, dst):
-    """`dst` becomes a copy of `src`, swapped in whole: copied beside it, then renamed over it."""
-    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp"))
-    shutil.copytree(src, tmp, dirs_exist_ok=True)
-    old = dst.with_name(f".{dst.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dst.exists():
-        dst.rename(old)
-    tmp.rename(dst)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _csv(rows):

@@ -9,7 +9,7 @@ from pathlib import Path
 from .errors import NASError
 from .evaluation import AccuracyEvaluator, cores
 from .extract import write_subnet
-from .files import check_writable, write_json
+from .files import check_writable, copy_dir, write_json
 from .lut import load_lut, predict_us
 from .parallel import WorkerPool
 from .ray_pool import RayPool, check_ray
@@ -296,7 +296,7 @@ def run_search_job(
             "lower budget."
         )
     i_best = front.index(best)
-    shutil.copytree(out / "front" / str(i_best), out / "best")
+    copy_dir(out / "front" / str(i_best), out / "best")
     LOGGER.info(
         f"search done: {len(rows)} subnets evaluated, front of {len(front)} in {out / 'front'}; best within budgets: "
         f"front/{i_best} ({objective} {best[objective]:.4f}, {best.get('measured_ms', best['latency_ms']):.2f} ms) "

@@ -9,11 +9,10 @@ of `yolo val/predict/export`. The tables must share one unit (`tools/build_lut.p
 the drift of the minute its reference was timed, which would tilt the comparison between sizes by as much.
 """
 
-import shutil
 from pathlib import Path
 
 from .errors import NASError
-from .files import pyplot, save_figure, write_json, write_text
+from .files import copy_dir, pyplot, save_figure, write_json, write_text
 from .lut import load_lut, measured_apart, units_id
 from .search import csv_text, non_dominated, pick_best
 from .search_job import BudgetBelowSmallest, run_search_job
@@ -92,8 +91,7 @@ def run_size_search(weights, data, luts, out, **options):
     best, _ = pick_best(rows, objective, budget)
     key = "measured_ms" if "measured_ms" in rows[0] else "latency_ms"  # timed whole, unless --no-measure-front
     joint = non_dominated(rows, objective, key)
-    shutil.rmtree(out / "best", ignore_errors=True)
-    shutil.copytree(out / f"imgsz{best['imgsz']}" / "front" / str(best["front_index"]), out / "best")
+    copy_dir(out / f"imgsz{best['imgsz']}" / "front" / str(best["front_index"]), out / "best")
     write_text(out / "pareto.csv", csv_text(joint))
     write_json(out / "pareto.json", {"objective": objective, "budgets": {"latency_ms": budget}, "front": joint})
     plot_sizes(fronts, joint, objective, budget, key, out / "pareto.png")
