@@ -222,6 +222,18 @@ def budget_left_unused(rows, front, latency_budget):
     return end, sum(end < r["latency_ms"] <= latency_budget for r in rows)
 
 
+def near_budget(rows, front, budgets, objective):
+    """The most accurate subnet evaluated between the front's end and the latency budget, within every other budget,
+    when the front ends short of it (`budget_left_unused`), else None: inherited accuracy is flat there after a short
+    supernet run while fine-tuned accuracy still rises with size (Benchmarks), so it is a finalist beside `best/`."""
+    budget = budgets.get("latency_ms")
+    if budget_left_unused(rows, front, budget) is None:
+        return None
+    end = max(r["latency_ms"] for r in front)
+    between = [r for r in rows if r["latency_ms"] > end and meets_budgets(r, budgets)]
+    return max(between, key=lambda r: r[objective], default=None)
+
+
 def write_outputs(out, history, front, objective, budgets, marks):
     """history.csv, pareto.csv, pareto.json and pareto.png for the subnets evaluated so far."""
     history.save()

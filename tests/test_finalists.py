@@ -11,6 +11,9 @@ from helpers import tiny_search_tables, tool
 from nas_plugin import finalists as F
 from nas_plugin.files import write_json
 from nas_plugin.run_files import _run_dir
+from nas_plugin.search import History, near_budget
+
+NEAR = "named_near_budget"
 
 
 def _subnet(d, arch):
@@ -142,7 +145,12 @@ def test_search_with_selection_end_to_end(tiny_data, tmp_path):
     proc = tool("search.py", *args, cwd=tmp_path)
     assert proc.returncode == 0, proc.output
     rows = json.loads((out / "finalists.json").read_text())["finalists"]
-    assert rows[0]["label"] == "best" and {r["label"] for r in rows[1:]} <= {"named_small", "named_big"}
+    assert rows[0]["label"] == "best" and {r["label"] for r in rows[1:]} <= {"named_small", "named_big", NEAR}
+    front = json.loads((out / "pareto.json").read_text())["front"]
+    near = near_budget(list(History(out / "history.csv").load().rows.values()), front, {"latency_ms": 1000}, "map50_95")
+    assert near is not None  # an untrained supernet scores alike: the front is its fastest, the rest lie between
+    assert json.loads((out / "named" / "near_budget" / "arch.json").read_text()) == near["arch"]
+    assert NEAR in {r["label"] for r in rows} or near["arch"] in [r["arch"] for r in rows]
     assert len(rows) >= 2 and len({json.dumps(r["arch"]) for r in rows}) == len(rows)
     winner = max(rows, key=lambda r: r["map50_95"])
     assert [r for r in rows if r["selected"]] == [winner]

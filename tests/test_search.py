@@ -7,7 +7,7 @@ import pytest
 
 from helpers import SUPERNET_YAML, TINY_SUPERNET, tiny_search_tables, tool
 from nas_plugin import space as S
-from nas_plugin.search import budget_left_unused, non_dominated, pick_best, run_search
+from nas_plugin.search import budget_left_unused, near_budget, non_dominated, pick_best, run_search
 from nas_plugin.supernet import load_supernet, space_from_model
 
 
@@ -110,6 +110,19 @@ def test_a_front_ending_well_below_the_budget_is_reported():
     assert budget_left_unused(front, front, 2.0) == (1.6, 0)
     assert budget_left_unused(rows, front, 1.75) is None  # 1.6 >= 0.9 x 1.75
     assert budget_left_unused(rows, front, None) is None
+
+
+def test_the_subnet_nearest_a_budget_the_front_leaves_unused_is_handed_over():
+    """Where the front ends short of the budget, the most accurate subnet evaluated between its end and the budget
+    (within the other budgets too) is the finalist that uses the rest; none where the front reaches the budget."""
+    front = [{"map50_95": 0.2, "latency_ms": 1.0, "params": 1e6}, {"map50_95": 0.3, "latency_ms": 1.6, "params": 2e6}]
+    between = [{"map50_95": s, "latency_ms": ms, "params": p} for s, ms, p in ((0.25, 1.9, 3e6), (0.28, 1.8, 5e6))]
+    rows = [*front, *between, {"map50_95": 0.29, "latency_ms": 2.5, "params": 3e6}]
+    assert near_budget(rows, front, {"latency_ms": 2.0}, "map50_95") is between[1]
+    assert near_budget(rows, front, {"latency_ms": 2.0, "params": 4e6}, "map50_95") is between[0]
+    assert near_budget(front, front, {"latency_ms": 2.0}, "map50_95") is None
+    assert near_budget(rows, front, {"latency_ms": 1.75}, "map50_95") is None
+    assert near_budget(rows, front, {}, "map50_95") is None
 
 
 @pytest.fixture(scope="module")

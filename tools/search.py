@@ -11,7 +11,8 @@ Writes DIR/history.csv (every evaluated subnet), DIR/pareto.csv|json|png (the fr
 DIR/front/<i>/ plus DIR/best/ (the most accurate subnet within the budgets, its latency timed whole unless
 --no-measure-front): arch.json, model.yaml, model.pt, which work with stock `yolo val/predict/export/train`; the
 same for DIR/named/<name>/, each named arch of the supernet YAML (e.g. yolov8n) that meets the budgets (timed whole
-with the front, or by the table with --no-measure-front).
+with the front, or by the table with --no-measure-front), and DIR/named/near_budget/ where the front ends short of the
+latency budget: the most accurate subnet evaluated between its end and the budget.
 --resume continues a killed search.
 With several tables (one per input size, built with `tools/build_lut.py --units-of` the first), each size is
 searched into DIR/imgsz<N>/ as above, and DIR/best/ and DIR/pareto.* are the best and the front over all sizes: the
