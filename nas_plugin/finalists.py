@@ -1,12 +1,12 @@
 """The search's finalists ranked by a short fine-tune (`tools/search.py --select-epochs N`).
 
-Inherited accuracy after a short supernet run ranks subnets of one size well enough to find a front, but it ranks
-sizes, and the stock arch against a smaller subnet, the other way round from fine-tuning: on the benchmark data the
-160 px pick inherited the highest score and, fine-tuned 70 epochs, scored 0.03 below both the 192 px pick and
-YOLOv8n's arch from the same supernet (benchmarks/RESULTS.md). So what the search hands over (its `best/`, or each
-size's, and the named archs within the budgets) is fine-tuned a few epochs with stock `yolo train`, and `best/`
-becomes the one with the highest val score. Each finalist trains in `out/finalists/<label>-<hash>/`, named by its
-arch, size, data and training settings, so a re-run reuses finished trainings and resumes interrupted ones.
+Inherited accuracy after a short supernet run ranks subnets of one size well enough to find a front, but it ranks sizes,
+and the stock arch against a smaller subnet, the other way round from fine-tuning: on the benchmark data the 160 px pick
+inherited the highest score and, fine-tuned 70 epochs, scored 0.03 below both the 192 px pick and YOLOv8n's arch from
+the same supernet (benchmarks/RESULTS.md). So what the search hands over (its `best/`, or each size's, and the named
+archs within the budgets, `named/near_budget/` among them) is fine-tuned a few epochs with stock `yolo train`, and
+`best/` becomes the one with the highest val score. Each finalist trains in `out/finalists/<label>-<hash>/`, named by
+its arch, size, data and training settings, so a re-run reuses finished trainings and resumes interrupted ones.
 """
 
 import csv
