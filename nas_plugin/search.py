@@ -226,10 +226,10 @@ def near_budget(rows, front, budgets, objective):
     """The most accurate subnet evaluated between the front's end and the latency budget, within every other budget,
     when the front ends short of it (`budget_left_unused`), else None: inherited accuracy is flat there after a short
     supernet run while fine-tuned accuracy still rises with size (Benchmarks), so it is a finalist beside `best/`."""
-    budget = budgets.get("latency_ms")
-    if budget_left_unused(rows, front, budget) is None:
+    unused = budget_left_unused(rows, front, budgets.get("latency_ms"))
+    if unused is None:
         return None
-    end = max(r["latency_ms"] for r in front)
+    end = unused[0]
     between = [r for r in rows if r["latency_ms"] > end and meets_budgets(r, budgets)]
     return max(between, key=lambda r: r[objective], default=None)
 
