@@ -198,6 +198,7 @@ def run_search_job(
     out = Path(out)
     supernet = load_supernet(weights)
     space = space_from_model(supernet)
+    _check_named_free(supernet)
     table = load_lut(lut, fingerprint(supernet))
     imgsz = table["meta"]["imgsz"]
     smallest = predict_us(table, space, min_arch(space)) / 1000
@@ -312,6 +313,15 @@ def run_search_job(
     _warn_budget_left_unused(rows, front, latency_budget, objective, LOGGER)
     write_named(named, space, budgets, out, weights, evaluator.calib_images, train_args, objective, LOGGER)
     return front, best
+
+
+def _check_named_free(supernet):
+    """Refuse a supernet YAML whose `archs:` holds the name of the subnet the search itself writes to `named/`."""
+    if NEAR_BUDGET in named_archs(supernet):
+        raise NASError(
+            f"the supernet YAML's archs: names an arch '{NEAR_BUDGET}', the name the search gives the subnet it "
+            f"writes to named/{NEAR_BUDGET}/; rename that arch (any other name is allowed)."
+        )
 
 
 def scored_named(supernet, space, table, evaluator):

@@ -562,6 +562,21 @@ def test_named_archs_within_the_budget_are_written_beside_best(tiny_search_input
     assert abs(metrics.box.map - inherited) < 0.005  # the logged score is the written model's
 
 
+def test_a_named_arch_called_near_budget_is_refused(tiny_search_inputs, tiny_data, tmp_path):
+    """The search writes its own named/near_budget/; a YAML arch of that name would be overwritten, so it is refused
+    before anything is evaluated."""
+    import yaml
+
+    yaml_path, lut = tiny_search_inputs
+    named = tmp_path / "tiny-named-supernet.yaml"
+    arch = S.min_arch(space_from_model(load_supernet(yaml_path)))
+    named.write_text(yaml.safe_dump({"archs": {"near_budget": arch}}) + yaml_path.read_text())
+    proc = tool("search.py", *_args((named, lut), tiny_data, tmp_path / "s"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "search.py: error: the supernet YAML's archs: names an arch 'near_budget'" in proc.stderr
+    assert not (tmp_path / "s" / "search_args.json").exists()
+
+
 def test_named_archs_are_judged_by_their_timed_latency_where_they_were_timed():
     """A budget set to the stock model's timed latency, which the table's prediction of the stock arch can exceed by a
     few per cent: the timed latency decides, as for best/; without one the table does."""
